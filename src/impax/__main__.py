@@ -1,0 +1,5 @@
+import sys
+
+from impax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""impax.inference."""
