@@ -1,0 +1,1 @@
+"""impax benchmark suite: ``python -m benchmarks [--short] [--json PATH] [--only NAME ...]``."""
