@@ -227,7 +227,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
             interval.add(float(loss), {k: float(np.mean(v)) for k, v in metrics.items()})
         pending.clear()
 
-    def write_log(stage_name: str) -> None:
+    def write_log(stage_name: str, epoch: int) -> None:
         nonlocal last_record
         flush()
         if not interval.count:
@@ -237,7 +237,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
             scalars[label] = float(jax.device_get(leaves[i]))
         now = time.monotonic()
         perf = interval.perf(now)
-        last_record = log.write(pos.global_step, stage_name, pos.epoch, scalars, perf)
+        last_record = log.write(pos.global_step, stage_name, epoch, scalars, perf)
         interval.reset(now)
         bar.set_postfix(stage=stage_name, loss=f"{scalars['loss']:.4g}", refresh=False)
 
@@ -269,10 +269,12 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
             step_fn = compiled[key]
             interval.reset(time.monotonic())
             batches = _stage_batches(stage, pos)
+            epoch_done = pos.epoch
             with Prefetcher(batches, dp.put_batch, config.prefetch) as prefetched:
                 for batch in prefetched:
                     leaves, loss, metrics = step_fn(leaves, batch, key_data,
                                                     np.uint32(pos.global_step))
+                    epoch_done = pos.epoch
                     interval.samples += _batch_size(batch)
                     step_in = pos.step + 1
                     pos = (Position(pos.stage, pos.epoch + 1, 0, pos.global_step + 1)
@@ -283,7 +285,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
                     if on_step is not None:
                         on_step(pos)
                     if pos.global_step % config.log_every_steps == 0:
-                        write_log(stage.name)
+                        write_log(stage.name, epoch_done)
                     elif len(pending) >= MAX_PENDING:
                         flush()
                     if ((config.checkpoint_every_steps
@@ -297,7 +299,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
                     if stop_flag.requested:
                         stopped = "signal"
                         break
-            write_log(stage.name)
+            write_log(stage.name, epoch_done)
             if stopped != "completed":
                 break
         flush()
