@@ -1,0 +1,286 @@
+"""The per-shape store: one HDF5 file per shape plus an ``index.json``.
+
+Layout of a store root::
+
+    <root>/shapes/<shape_id>.h5     one record per shape (written atomically: *.tmp, then os.replace)
+    <root>/index.json               the list of shapes (id, class, split, array shapes, sha256) — built
+                                    by :meth:`ShapeStore.build_index` (the prepare job's merge step)
+
+Datasets of a record (all optional; :data:`SCHEMA` documents each; frames: see :mod:`impax.conventions`):
+
+* LDIF side, GAPS frame (``process_mesh_local.sh`` of google/ldif): ``uniform_points/sdf/occupancy``
+  (100k uniform in [-0.7, 0.7]^3), ``near_points/sdf/occupancy`` (100k near-surface),
+  ``surface_points/normals`` (100k), ``sdf_grid`` [32,32,32] + ``world2grid`` [4,4], ``depth`` [20,224,224].
+* IM-NET side, IM-NET frame: ``voxels`` [64,64,64] (uint8), ``points_R``/``values_R`` per level
+  (uint8, 256-grid units, exactly the official HDF5 rows), ``views`` [24,137,137] uint8 (SVR input),
+  ``occ_points``/``occ_values`` (uniform occupancy samples in IM-NET's box, OccNet-style, for IoU).
+
+Attributes (root of the file, stored in sorted order, JSON strings for structured values):
+``shape_id``, ``model_id``, ``class``, ``split``, ``source`` (path relative to the source folder),
+``imnet_transform`` and ``gaps_transform`` (JSON of :class:`impax.conventions.Transform`,
+original → frame), ``config`` (JSON of the preparation config).
+
+Files are written deterministically — sorted dataset and attribute order, no timestamps
+(``track_times=False``), fixed chunking (rows per chunk from the row size only) and fixed compression
+(gzip 4 + shuffle) — so the same data always gives the same bytes and checksums.
+Reads are lazy: :meth:`ShapeStore.read` reads one array or a slice/row subset of it, never the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from impax.conventions import Transform
+
+INDEX_FORMAT = "impax-store/1"
+
+#: Every dataset a record can hold: dtype and meaning.
+SCHEMA: dict[str, str] = {
+    "uniform_points": "float32 [n,3] uniform in the GAPS box [-0.7,0.7]^3 (LDIF uniform_points.sdf)",
+    "uniform_sdf": "float32 [n] signed distance, negative inside",
+    "uniform_occupancy": "uint8 [n] 1 inside (winding number > 0.5)",
+    "near_points": "float32 [n,3] surface samples + N(0, sigma^2) offsets, GAPS frame (nss_points.sdf)",
+    "near_sdf": "float32 [n]",
+    "near_occupancy": "uint8 [n]",
+    "surface_points": "float32 [n,3] area-weighted surface samples, GAPS frame",
+    "surface_normals": "float32 [n,3] unit face normals",
+    "sdf_grid": "float32 [32,32,32] coarse SDF on the GAPS box (coarse_grid.grd)",
+    "world2grid": "float32 [4,4] GAPS world -> grid index of sdf_grid",
+    "depth": "float32|float16 [20,224,224] dodecahedron depth images of the GAPS-frame mesh, 0 = miss",
+    "voxels": "uint8 [64,64,64] IM-NET input voxels (max-pooled), index order (x, y, z)",
+    "points_16": "uint8 [4096,3] IM-NET samples on the 256 grid", "values_16": "uint8 [4096,1]",
+    "points_32": "uint8 [4096,3]", "values_32": "uint8 [4096,1]",
+    "points_64": "uint8 [16384,3]", "values_64": "uint8 [16384,1]",
+    "views": "uint8 [24,137,137] grayscale views on white (IM-NET SVR 'pixels')",
+    "occ_points": "float32 [n,3] uniform in IM-NET's box [-0.5,0.5]^3", "occ_values": "uint8 [n]",
+}
+
+_CHUNK_BYTES = 1 << 18
+_COMPRESSION = dict(compression="gzip", compression_opts=4, shuffle=True)
+
+
+def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
+    if len(shape) == 0 or 0 in shape:
+        return None
+    row = int(np.prod(shape[1:], dtype=np.int64)) * itemsize
+    rows = max(1, min(shape[0], _CHUNK_BYTES // max(row, 1)))
+    return (rows, *shape[1:])
+
+
+def write_record(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
+    """Write one shape record atomically and deterministically (``path``.<pid>.tmp → ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name in sorted(arrays):
+                a = np.asarray(arrays[name])
+                if a.dtype == bool:
+                    a = a.astype(np.uint8)
+                if a.ndim == 0:
+                    f.create_dataset(name, data=a, track_times=False)
+                else:
+                    f.create_dataset(name, data=a, chunks=_chunks(a.shape, a.dtype.itemsize),
+                                     track_times=False, **_COMPRESSION)
+            for key in sorted(attrs):
+                f.attrs[key] = _attr_value(attrs[key])
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, Transform):
+        return v.to_json()
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True)
+    if isinstance(v, Path):
+        return v.as_posix()
+    return v
+
+
+def _decode_attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+    return v
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ShapeStore:
+    """A folder of per-shape HDF5 records (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.shapes_dir = self.root / "shapes"
+        self._index: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ writing
+    def path(self, shape_id: str) -> Path:
+        return self.shapes_dir / f"{shape_id}.h5"
+
+    def has(self, shape_id: str) -> bool:
+        return self.path(shape_id).is_file()
+
+    def write(self, shape_id: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
+        """Write (or replace) one record atomically; ``attrs`` gets ``shape_id`` added."""
+        return write_record(self.path(shape_id), arrays, {**attrs, "shape_id": shape_id})
+
+    def remove_stale_tmp(self) -> int:
+        """Delete ``*.tmp`` leftovers of interrupted writes; returns how many."""
+        n = 0
+        if self.shapes_dir.is_dir():
+            for p in self.shapes_dir.glob("*.tmp"):
+                p.unlink(missing_ok=True)
+                n += 1
+        return n
+
+    # ------------------------------------------------------------------ index
+    def build_index(self) -> dict[str, Any]:
+        """Scan the records, write ``index.json`` (sorted by id, deterministic) and return it."""
+        entries = []
+        for p in sorted(self.shapes_dir.glob("*.h5")) if self.shapes_dir.is_dir() else []:
+            with h5py.File(p, "r") as f:
+                attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+                arrays = {k: list(f[k].shape) for k in sorted(f.keys())}
+            entries.append({
+                "id": p.stem,
+                "class": attrs.get("class", ""),
+                "split": attrs.get("split", ""),
+                "source": attrs.get("source", ""),
+                "arrays": arrays,
+                "sha256": file_sha256(p),
+            })
+        splits: dict[str, int] = {}
+        for e in entries:
+            splits[e["split"]] = splits.get(e["split"], 0) + 1
+        index = {"format": INDEX_FORMAT, "count": len(entries), "splits": dict(sorted(splits.items())),
+                 "shapes": entries}
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "index.json.tmp"
+        tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.root / "index.json")
+        self._index = index
+        return index
+
+    def index(self) -> dict[str, Any]:
+        """The parsed ``index.json`` (built on the fly, without writing, when it does not exist)."""
+        if self._index is None:
+            p = self.root / "index.json"
+            if p.is_file():
+                self._index = json.loads(p.read_text())
+            else:
+                return self.build_index()
+        return self._index
+
+    def entries(self, split: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.index()["shapes"] if split is None or e["split"] == split]
+
+    def ids(self, split: str | None = None) -> list[str]:
+        """Shape ids (sorted), optionally of one split."""
+        return [e["id"] for e in self.entries(split)]
+
+    def __len__(self) -> int:
+        return len(self.index()["shapes"])
+
+    # ------------------------------------------------------------------ reading
+    @contextmanager
+    def open(self, shape_id: str) -> Iterator[h5py.File]:
+        """The record as an open read-only h5py file (lazy datasets)."""
+        f = h5py.File(self.path(shape_id), "r")
+        try:
+            yield f
+        finally:
+            f.close()
+
+    def read(self, shape_id: str, name: str, rows: slice | Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """One array of one record, or only ``rows`` of it (a slice or indices along axis 0)."""
+        with self.open(shape_id) as f:
+            return read_rows(f[name], rows)
+
+    def arrays(self, shape_id: str) -> list[str]:
+        with self.open(shape_id) as f:
+            return sorted(f.keys())
+
+    def attrs(self, shape_id: str) -> dict[str, Any]:
+        """Record attributes, JSON values decoded; transforms as :class:`Transform`."""
+        with self.open(shape_id) as f:
+            out = {k: _decode_attr(v) for k, v in f.attrs.items()}
+        for key in ("imnet_transform", "gaps_transform"):
+            if isinstance(out.get(key), dict):
+                out[key] = Transform.from_dict(out[key])
+        return out
+
+
+def read_rows(ds: h5py.Dataset, rows: slice | Sequence[int] | np.ndarray | None) -> np.ndarray:
+    """Read ``rows`` of a dataset along axis 0, in the order given (duplicates allowed).
+
+    Indices are read with one sorted, unique h5py selection (only the chunks they touch are
+    decompressed) and reordered in numpy.
+    """
+    if rows is None:
+        return ds[()]
+    if isinstance(rows, slice):
+        return ds[rows]
+    idx = np.asarray(rows, dtype=np.int64)
+    uniq, inv = np.unique(idx, return_inverse=True)
+    if len(uniq) * 4 >= ds.shape[0]:  # most chunks are touched anyway: one contiguous read is faster
+        block = ds[int(uniq[0]):int(uniq[-1]) + 1]
+        return block[idx - uniq[0]]
+    return ds[uniq][inv.reshape(-1)]
+
+
+def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path,
+                      pixels: bool | None = None) -> Path:
+    """Write the official IM-NET layout (``voxels``, ``points/values_R``, ``pixels``) + ``.txt`` names.
+
+    Shapes of ``split`` (all when None) in id order; names are ``<class>/<model id>`` like the
+    official lists. ``pixels`` defaults to "when every shape has ``views``".
+    """
+    from impax.data.imnet_hdf5 import ImnetHdf5Writer
+
+    ids = store.ids(split)
+    if not ids:
+        raise ValueError(f"no shapes in split {split!r} of {store.root}")
+    entries = {e["id"]: e for e in store.entries(split)}
+    levels = sorted(int(k.split("_")[1]) for k in entries[ids[0]]["arrays"] if k.startswith("points_"))
+    if not levels or "voxels" not in entries[ids[0]]["arrays"]:
+        raise ValueError(f"{store.root}: shapes have no IM-NET data (voxels/points_R)")
+    counts = {lv: entries[ids[0]]["arrays"][f"points_{lv}"][0] for lv in levels}
+    if pixels is None:
+        pixels = all("views" in entries[i]["arrays"] for i in ids)
+    with ImnetHdf5Writer(out_path, levels, counts, pixels=pixels) as w:
+        for sid in ids:
+            with store.open(sid) as f:
+                a = {k: _decode_attr(v) for k, v in f.attrs.items()}
+                name = f"{a['class']}/{a.get('model_id', sid)}" if a.get("class") else str(a.get("model_id", sid))
+                w.append(name, f["voxels"][()],
+                         {lv: f[f"points_{lv}"][()] for lv in levels},
+                         {lv: f[f"values_{lv}"][()] for lv in levels},
+                         f["views"][()] if pixels else None)
+    return Path(out_path)
