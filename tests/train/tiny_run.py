@@ -121,6 +121,14 @@ def main(argv=None) -> int:
     info = {"global_step": result.global_step, "stopped": result.stopped,
             "num_devices": result.num_devices, "jax_devices": len(jax.devices()),
             "config": dataclasses.asdict(config)}
+    if result.num_devices > 1:  # how batches and parameters were placed
+        from impax.train import DataParallel
+
+        batch = DataParallel(result.num_devices).put_batch(next(stages[0].loader.iterate(0)))
+        info["batch_shard_rows"] = [int(s.data.shape[0]) for s in batch["x"].addressable_shards]
+        kernel = result.model.l1.kernel.value
+        info["params_replicated"] = bool(kernel.sharding.is_fully_replicated)
+        info["params_devices"] = len(kernel.sharding.device_set)
     Path(args.out).with_suffix(".json").write_text(json.dumps(info))
     return 0
 
