@@ -107,6 +107,9 @@ def write_mesh(mesh: Any, path: str | Path) -> Path:
         path.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
                          b"property float z\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n")
         return path
+    if len(mesh.faces) == 0 and suffix == ".obj":
+        path.write_text("# empty mesh (no surface)\n")
+        return path
     data = mesh.export(file_type=suffix[1:])
     path.write_bytes(data if isinstance(data, bytes) else data.encode())
     return path

@@ -1,0 +1,107 @@
+"""Per-shape CSV, per-class and mean tables (Markdown and JSON).
+
+Two means are reported, as in LDIF's and IM-NET's tables: the per-class mean (mean of the class
+means, each class weighing the same) and the per-shape mean (every shape weighing the same).
+Shapes whose metrics are NaN (``invalid-gt``, unreadable files) are left out of the means and
+counted as ``failed``; empty and missing predictions keep their defined penalty scores and count.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ID_COLUMNS = ("id", "class", "status")
+
+
+def write_csv(records: Sequence[dict[str, Any]], path: str | Path, metrics: Sequence[str]) -> Path:
+    """One row per shape: id, class, status, the metrics, message."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = [*ID_COLUMNS, *metrics, "message"]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow({c: _fmt(r.get(c, "")) for c in cols})
+    return path
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return v
+
+
+def _mean(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def summarize(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    """``{"classes": {cls: {...}}, "class_mean": {...}, "shape_mean": {...}}`` with counts."""
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_class.setdefault(str(r.get("class", "all")), []).append(r)
+    classes = {}
+    for cls in sorted(by_class):
+        rows = by_class[cls]
+        entry: dict[str, Any] = {"count": len(rows),
+                                 "failed": sum(1 for r in rows if all(_isnan(r.get(m)) for m in metrics)),
+                                 "empty": sum(1 for r in rows if r.get("status") in ("empty-prediction", "missing"))}
+        for m in metrics:
+            entry[m] = _mean([r.get(m) for r in rows])
+        classes[cls] = entry
+    class_mean = {m: _mean([c[m] for c in classes.values()]) for m in metrics}
+    shape_mean = {m: _mean([r.get(m) for r in records]) for m in metrics}
+    return {"classes": classes, "class_mean": class_mean, "shape_mean": shape_mean,
+            "count": len(records), "failed": sum(c["failed"] for c in classes.values()),
+            "empty": sum(c["empty"] for c in classes.values())}
+
+
+def _isnan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def markdown_table(summary: dict[str, Any], metrics: Sequence[str]) -> str:
+    """Rows: classes, then the class mean and the shape mean."""
+    head = "| class | n | failed | empty | " + " | ".join(metrics) + " |"
+    sep = "|" + "---|" * (4 + len(metrics))
+    lines = [head, sep]
+    for cls, e in summary["classes"].items():
+        lines.append(f"| {cls} | {e['count']} | {e['failed']} | {e['empty']} | "
+                     + " | ".join(_cell(e[m]) for m in metrics) + " |")
+    n, f, z = summary["count"], summary["failed"], summary["empty"]
+    lines.append("| **class mean** | " + f"{n} | {f} | {z} | " + " | ".join(_cell(summary["class_mean"][m]) for m in metrics) + " |")
+    lines.append("| **shape mean** | " + f"{n} | {f} | {z} | " + " | ".join(_cell(summary["shape_mean"][m]) for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(v: float) -> str:
+    return "–" if _isnan(v) else f"{v:.4g}"
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """JSON with NaN written as null (valid JSON)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_clean(obj), indent=2))
+    return path
+
+
+def _clean(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return None if math.isnan(float(o)) or math.isinf(float(o)) else float(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
