@@ -56,12 +56,18 @@ def strided_order(res: int) -> np.ndarray:
     return np.stack([ii.ravel(), jj.ravel(), kk.ravel()], axis=1)
 
 
+def _window3(a: np.ndarray, op) -> np.ndarray:
+    """``op`` (np.maximum / np.minimum) over every 3x3x3 window, separably; shape [R-2]^3 (interior)."""
+    a = op(op(a[:-2], a[1:-1]), a[2:])
+    a = op(op(a[:, :-2], a[:, 1:-1]), a[:, 2:])
+    return op(op(a[:, :, :-2], a[:, :, 1:-1]), a[:, :, 2:])
+
+
 def mixed_cells(pooled: np.ndarray) -> np.ndarray:
     """bool [R,R,R]: interior cells whose 3x3x3 window holds both values (border cells are False)."""
     p = np.asarray(pooled)
-    win = np.lib.stride_tricks.sliding_window_view(p, (3, 3, 3))
     mixed = np.zeros(p.shape, dtype=bool)
-    mixed[1:-1, 1:-1, 1:-1] = win.max(axis=(-3, -2, -1)) != win.min(axis=(-3, -2, -1))
+    mixed[1:-1, 1:-1, 1:-1] = _window3(p, np.maximum) != _window3(p, np.minimum)
     return mixed
 
 

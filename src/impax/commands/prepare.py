@@ -1,0 +1,118 @@
+"""``impax prepare SRC OUT``: meshes → training data (LDIF samples, SDF grid, depth; IM-NET voxels/points/views).
+
+SRC may be a flat folder of meshes, ``<class>/<file>`` folders, or ShapeNet v1/v2 trees. Every shape
+becomes ``OUT/shapes/<id>.h5``; bad files are skipped and listed in ``OUT/report.json`` and
+``OUT/failed.txt``. Rerunning the same command resumes. ``--shard i/n`` prepares one deterministic
+part (run all n, then ``impax prepare --merge OUT``). ``--export-imnet SPLIT`` additionally writes
+the official IM-NET HDF5 layout (``OUT/imnet/all_vox256_img_SPLIT.hdf5`` + ``.txt``).
+
+Exit status: 0 complete, 3 partial success (some inputs failed), 1 nothing usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+STAGES = ("uniform", "near", "surface", "sdf_grid", "depth", "imnet", "views", "occupancy")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("prepare", help="prepare a folder of meshes into training data",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="SRC OUT", help="source folder and output folder (only OUT with --merge)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
+    p.add_argument("--shard", default=None, metavar="i/n", help="prepare only shard i of n (0-based)")
+    p.add_argument("--merge", action="store_true", help="finalise OUT (index.json, report.json) after sharded runs")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    p.add_argument("--quick", action="store_true", help="small sample counts/resolutions for smoke runs")
+    p.add_argument("--skip", default="", metavar="STAGE,...",
+                   help=f"stages to switch off, comma-separated, from: {', '.join(STAGES)}")
+    p.add_argument("--voxels-256", action="store_true", help="sample IM-NET points from a 256^3 grid like [I] (slow)")
+    p.add_argument("--depth-float16", action="store_true", help="store depth images as float16")
+    p.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
+                   help="hash split fractions (default 0.8,0.1,0.1)")
+    p.add_argument("--split-list", action="append", default=[], metavar="SPLIT=FILE",
+                   help="use split lists instead of hashing (repeat: train=train.lst test=test.lst)")
+    p.add_argument("--export-imnet", action="append", default=[], metavar="SPLIT",
+                   help="after a complete/partial run, also write the official IM-NET HDF5 of SPLIT")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"impax prepare: --shard must look like i/n, got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise SystemExit(f"impax prepare: --shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def run(args: argparse.Namespace) -> int:
+    from impax.data.pipeline import PrepareConfig
+    from impax.data.prepare import EXIT_FAILURE, merge, prepare
+
+    if args.merge:
+        if len(args.paths) != 1:
+            print("impax prepare --merge takes only OUT", file=sys.stderr)
+            return 2
+        res = merge(args.paths[0])
+        _report(res)
+        return _export(args, Path(args.paths[0]), res.status)
+    if len(args.paths) != 2:
+        print("impax prepare: expected SRC OUT", file=sys.stderr)
+        return 2
+    src, out = (Path(p) for p in args.paths)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(STAGES)
+    if unknown:
+        print(f"impax prepare: unknown stages in --skip: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    cfg = PrepareConfig.quick() if args.quick else PrepareConfig()
+    cfg = dataclasses.replace(cfg, voxels_256=args.voxels_256,
+                              depth_dtype="float16" if args.depth_float16 else cfg.depth_dtype,
+                              **{s: False for s in skip})
+    lists = {}
+    for item in args.split_list:
+        name, _, path = item.partition("=")
+        if not path:
+            print(f"impax prepare: --split-list needs SPLIT=FILE, got {item!r}", file=sys.stderr)
+            return 2
+        lists[name] = path
+    fractions = tuple(float(x) for x in args.split_fractions.split(","))
+    try:
+        res = prepare(src, out, cfg, workers=args.workers, shard=_parse_shard(args.shard), seed=args.seed,
+                      split_fractions=fractions, split_lists=lists or None, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"impax prepare: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    _report(res)
+    return _export(args, out, res.status) if args.shard is None else res.status
+
+
+def _report(res) -> None:
+    for f in res.failures:
+        print(f"  failed  {f['path']}: {f['reason']}")
+    print(res.summary())
+
+
+def _export(args: argparse.Namespace, out: Path, status: int) -> int:
+    from impax.data.prepare import EXIT_FAILURE
+    from impax.data.store import ShapeStore, export_imnet_hdf5
+
+    if status == EXIT_FAILURE:
+        return status
+    for split in args.export_imnet:
+        try:
+            path = export_imnet_hdf5(ShapeStore(out), split, out / "imnet" / f"all_vox256_img_{split}.hdf5")
+        except ValueError as e:
+            print(f"impax prepare: IM-NET export of {split!r} failed: {e}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"IM-NET HDF5 ({split}): {path}")
+    return status
