@@ -108,9 +108,8 @@ def test_back_projected_points_lie_on_sphere_with_outward_normals(sphere):
     cos2 = np.sum(nrm2 * pts2, axis=1) / radial
     assert np.min(cos2) > 0.0 and np.median(cos2) > 0.999 and np.mean(cos2 > 0.95) > 0.97
     # Every point projects back to the centre of the pixel it came from.
-    v = np.nonzero(depth > 0)[0]
-    pix, dd = cams.project(pts.astype(np.float64))
-    first = v == 0
+    first = np.nonzero(depth > 0)[0] == 0  # points of view 0
+    pix, _ = cams.project(pts.astype(np.float64))
     rows, cols = np.nonzero(depth[0] > 0)
     np.testing.assert_allclose(pix[0, first], np.stack([cols + 0.5, rows + 0.5], 1), atol=1e-3)
 

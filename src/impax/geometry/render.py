@@ -267,9 +267,6 @@ def render_views(mesh: trimesh.Trimesh, n_views: int = 24, size: int = R2N2_SIZE
 #: Default surface colour of :func:`render_shaded` (a light steel blue), RGB in [0, 1].
 DEFAULT_COLOR = (0.55, 0.68, 0.85)
 
-Layer = tuple  # (mesh, rgb, alpha)
-
-
 def _as_rgb(color) -> np.ndarray:
     c = np.asarray(color, dtype=np.float64).reshape(-1)[:3]
     if c.size != 3:
