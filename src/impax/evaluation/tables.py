@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 ID_COLUMNS = ("id", "class", "status")
+#: Statuses scored with the defined empty-surface penalty.
+EMPTY_STATUSES = ("empty-prediction", "missing", "unreadable-prediction")
 
 
 def write_csv(records: Sequence[dict[str, Any]], path: str | Path, metrics: Sequence[str]) -> Path:
@@ -54,7 +56,7 @@ def summarize(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict
         rows = by_class[cls]
         entry: dict[str, Any] = {"count": len(rows),
                                  "failed": sum(1 for r in rows if all(_isnan(r.get(m)) for m in metrics)),
-                                 "empty": sum(1 for r in rows if r.get("status") in ("empty-prediction", "missing"))}
+                                 "empty": sum(1 for r in rows if r.get("status") in EMPTY_STATUSES)}
         for m in metrics:
             entry[m] = _mean([r.get(m) for r in rows])
         classes[cls] = entry
