@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 LAYOUTS = ("pytorch", "tf1")
@@ -143,6 +144,43 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
+def _host_rng(key: jax.Array) -> np.random.Generator:
+    return np.random.default_rng([int(v) for v in np.asarray(jax.random.key_data(key)).ravel()])
+
+
+def normal_init(std: float, mean: float = 0.0) -> Callable[..., jax.Array]:
+    """Initializer N(mean, std²) (IM-NET's ``random_normal_initializer`` / ``nn.init.normal_``).
+
+    With a concrete key the values are drawn on the host (numpy, seeded from the key): drawing with
+    ``jax.random`` compiles one XLA program per parameter shape, about 1–2 s each on 2 CPU cores,
+    which dominated model construction. Under tracing (``nnx.eval_shape``, ``jit``) it falls back to
+    ``jax.random``.
+    """
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        if isinstance(key, jax.core.Tracer):
+            return (mean + std * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+        return jnp.asarray(_host_rng(key).normal(mean, std, shape), dtype)
+
+    return init
+
+
+def xavier_uniform_init() -> Callable[..., jax.Array]:
+    """Glorot/Xavier-uniform (``nn.init.xavier_uniform_``) for kernels ``[*k, in, out]``:
+    U(±sqrt(6 / (fan_in + fan_out))) with fans ``in·prod(k)`` and ``out·prod(k)``; host-side like
+    :func:`normal_init`."""
+    fallback = nnx.initializers.xavier_uniform()
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        if isinstance(key, jax.core.Tracer):
+            return fallback(key, shape, dtype)
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        limit = float(np.sqrt(6.0 / ((shape[-2] + shape[-1]) * receptive)))
+        return jnp.asarray(_host_rng(key).uniform(-limit, limit, shape), dtype)
+
+    return init
+
+
 def count_params(module: nnx.Module) -> int:
     """Number of trainable parameters (``nnx.Param`` leaves; batch-norm statistics excluded)."""
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(module, nnx.Param))))
@@ -165,7 +203,7 @@ class VoxelEncoder(nnx.Module):
         self.cfg = cfg
         e = cfg.ef_dim
         chans = (1, e, 2 * e, 4 * e, 8 * e)
-        init = nnx.initializers.xavier_uniform()
+        init = xavier_uniform_init()
         for i in range(4):
             setattr(self, f"conv_{i + 1}", nnx.Conv(chans[i], chans[i + 1], (4, 4, 4), strides=2,
                                                      padding=((1, 1),) * 3, use_bias=False,
@@ -210,12 +248,7 @@ class ImplicitDecoder(nnx.Module):
         prev = 0
         for i, w in enumerate(widths):
             fan_in = prev + (pz if i in skips else 0)
-            std_init = nnx.initializers.normal(0.02)
-            if i == len(widths) - 1:
-                def kinit(key, shape, dtype=jnp.float32, _n=std_init):
-                    return _n(key, shape, dtype) + 1e-5
-            else:
-                kinit = std_init
+            kinit = normal_init(0.02, 1e-5 if i == len(widths) - 1 else 0.0)
             layers.append(nnx.Linear(fan_in, w, kernel_init=kinit, rngs=rngs))
             prev = w
         self.layers = nnx.List(layers)

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from impax.models.imnet import leaky_relu
+from impax.models.imnet import leaky_relu, normal_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ GAN_TF1 = GANConfig(z_dim=128, per_sample_eps=False)
 
 
 def _linear(n_in: int, n_out: int, rngs: nnx.Rngs) -> nnx.Linear:
-    return nnx.Linear(n_in, n_out, kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
+    return nnx.Linear(n_in, n_out, kernel_init=normal_init(0.02), rngs=rngs)
 
 
 class LatentGenerator(nnx.Module):

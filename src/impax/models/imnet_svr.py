@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from impax.models.imnet import leaky_relu
+from impax.models.imnet import leaky_relu, normal_init, xavier_uniform_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ class SVRConfig:
 
 def _conv(n_in: int, n_out: int, k: int, stride: int, pad: int, bias: bool, rngs: nnx.Rngs) -> nnx.Conv:
     return nnx.Conv(n_in, n_out, (k, k), strides=stride, padding=((pad, pad), (pad, pad)), use_bias=bias,
-                    kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs)
+                    kernel_init=xavier_uniform_init(), rngs=rngs)
 
 
 def _bn(n: int, cfg: SVRConfig, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -102,7 +102,7 @@ class ImageEncoder(nnx.Module):
         self.conv_9 = _conv(8 * e, 8 * e, 4, 2, 1, False, rngs)
         self.bn_9 = _bn(8 * e, cfg, rngs)
         self.conv_10 = nnx.Conv(8 * e, cfg.z_dim, (4, 4), strides=1, padding="VALID", use_bias=True,
-                                kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs)
+                                kernel_init=xavier_uniform_init(), rngs=rngs)
 
     def __call__(self, images: jax.Array) -> jax.Array:
         x = jnp.asarray(images, jnp.float32)
