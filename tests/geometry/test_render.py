@@ -12,6 +12,7 @@ from impax.geometry.render import (
     depth_to_points,
     dodeca_surface_samples,
     dodecahedron_cameras,
+    framing,
     render_depth,
     render_depth_normals,
     render_grid,
@@ -164,16 +165,30 @@ def test_render_shaded_silhouette_matches_depth_mask():
     chair = _chair()
     cam = orbit_cameras(35.0, 25.0, size=96, bounds=chair.bounds)
     mask = render_depth(chair, cam)[0] > 0
-    img = render_shaded(chair, 35.0, 25.0, size=96, supersample=1)
+    img = render_shaded(chair, 35.0, 25.0, size=96, supersample=1, bounds=chair.bounds)
     assert img.shape == (96, 96, 3) and img.dtype == np.uint8
     np.testing.assert_array_equal(np.any(img != 255, axis=-1), mask)
     # Explicit camera gives the same picture; anti-aliased version differs only on the boundary.
     np.testing.assert_array_equal(render_shaded(chair, camera=cam, supersample=1), img)
-    aa = render_shaded(chair, 35.0, 25.0, size=96, supersample=2)
+    aa = render_shaded(chair, 35.0, 25.0, size=96, supersample=2, bounds=chair.bounds)
     boundary = _dilate(mask) & _dilate(~mask)
     np.testing.assert_array_equal(np.any(aa != 255, axis=-1)[~boundary], mask[~boundary])
     # Lit, not flat: the shape shows a range of intensities.
     assert np.ptp(img[mask].astype(int).sum(-1)) > 60
+
+
+def test_default_framing_fits_the_shape_tightly():
+    # The framing sphere has the largest vertex distance from the box centre as radius: for a
+    # sphere mesh that is its radius 0.3, well below its bounding box's half diagonal (0.52).
+    for mesh in (_chair(), trimesh.creation.icosphere(3, radius=0.3)):
+        bounds, radius = framing(mesh)
+        np.testing.assert_allclose(radius, np.max(np.linalg.norm(mesh.vertices - mesh.bounds.mean(0), axis=1)))
+        for az, el in ((0.0, 0.0), (70.0, 35.0), (200.0, -30.0)):
+            img = render_shaded(mesh, az, el, size=64, supersample=1)
+            shape = np.any(img != 255, axis=-1)
+            rows, cols = np.nonzero(shape)
+            assert rows.min() > 0 and cols.min() > 0 and rows.max() < 63 and cols.max() < 63  # inside
+            assert max(np.ptp(rows), np.ptp(cols)) > 0.55 * 64  # and fills much of the frame
 
 
 def test_alpha_compositing_of_layers():
@@ -202,7 +217,8 @@ def test_grid_tiles_and_png_round_trip(tmp_path):
     grid = render_grid([chair, [(chair, (200, 200, 200), 1.0)]], (0.0, 90.0, 180.0), size=40,
                        pad=2, supersample=1)
     assert grid.shape == (2 * 40 + 3 * 2, 3 * 40 + 4 * 2, 3)
-    tile = render_shaded(chair, 90.0, 20.0, 40, supersample=1, bounds=chair.bounds)
+    bounds, radius = framing(chair)
+    tile = render_shaded(chair, 90.0, 20.0, 40, supersample=1, bounds=bounds, radius=radius)
     np.testing.assert_array_equal(grid[2:42, 44:84], tile)
     tiles = tile_images([np.zeros((4, 5), np.uint8)] * 3, ncols=2, pad=1)
     assert tiles.shape == (11, 13) and tiles[0, 0] == 255 and tiles[1, 1] == 0

@@ -215,20 +215,22 @@ def orbit_positions(azimuth_deg, elevation_deg, distance, target=None) -> np.nda
 
 
 def orbit_cameras(azimuth_deg, elevation_deg, size: int = 256, bounds: np.ndarray | None = None,
-                  fov_deg: float = 30.0, margin: float = 1.08, distance: float | None = None) -> Cameras:
-    """Cameras orbiting a box, framed so the box's bounding sphere fits in the image.
+                  fov_deg: float = 30.0, margin: float = 1.08, distance: float | None = None,
+                  radius: float | None = None) -> Cameras:
+    """Cameras orbiting a box, looking at its centre, framed so a sphere around it fits.
 
-    ``bounds`` is ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` (default: IM-NET's unit box
-    diagonal, i.e. a sphere of radius 0.5 at the origin). The distance puts the bounding sphere
-    inside the field of view with ``margin`` (> 1 leaves a border); pass ``distance`` to fix it.
-    Use the same ``bounds`` for a ground truth and its reconstruction so they share a camera.
+    ``bounds`` is ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]`` (default: IM-NET's unit box of
+    diagonal 1 at the origin); the sphere has ``radius`` (default: half the box diagonal, which
+    always encloses the box). The distance puts that sphere inside the field of view with
+    ``margin`` (> 1 leaves a border); pass ``distance`` to fix it instead. Use the same
+    ``bounds``/``radius`` for a ground truth and its reconstruction so they share a camera.
     """
     if bounds is None:
-        centre, radius = np.zeros(3), 0.5
+        centre, half_diag = np.zeros(3), 0.5
     else:
         b = np.asarray(bounds, dtype=np.float64).reshape(2, 3)
-        centre, radius = b.mean(axis=0), 0.5 * float(np.linalg.norm(b[1] - b[0]))
-    radius = max(radius, 1e-9)
+        centre, half_diag = b.mean(axis=0), 0.5 * float(np.linalg.norm(b[1] - b[0]))
+    radius = max(half_diag if radius is None else float(radius), 1e-9)
     if distance is None:
         distance = margin * radius / math.sin(math.radians(fov_deg) / 2.0)
     eye = orbit_positions(azimuth_deg, elevation_deg, distance, centre)

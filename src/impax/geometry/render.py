@@ -46,6 +46,7 @@ __all__ = [
     "render_views",
     "render_shaded",
     "render_grid",
+    "framing",
     "tile_images",
     "save_png",
 ]
@@ -291,6 +292,29 @@ def _layers(meshes, color) -> list[tuple[trimesh.Trimesh, np.ndarray, float]]:
     return out
 
 
+def framing(meshes) -> tuple[np.ndarray, float]:
+    """``(bounds f64[2,3], radius)`` framing every mesh of ``meshes`` (one mesh, or a list of
+    meshes / ``(mesh, rgb, alpha)`` tuples / such lists): the union of the bounding boxes and the
+    largest vertex distance from its centre. Pass both to :func:`render_shaded` (or
+    :func:`impax.geometry.camera.orbit_cameras`) to draw several pictures with one camera."""
+    items = [meshes] if isinstance(meshes, trimesh.Trimesh) else list(meshes)
+    ms: list[trimesh.Trimesh] = []
+    for item in items:
+        if isinstance(item, trimesh.Trimesh):
+            ms.append(item)
+        elif isinstance(item, tuple):
+            ms.append(item[0])
+        else:
+            ms.extend(m for m, _, _ in _layers(item, None))
+    if not ms:
+        raise ValueError("nothing to frame")
+    lo = np.min([m.bounds[0] for m in ms], axis=0)
+    hi = np.max([m.bounds[1] for m in ms], axis=0)
+    centre = 0.5 * (lo + hi)
+    radius = max(float(np.linalg.norm(np.asarray(m.vertices) - centre, axis=1).max()) for m in ms)
+    return np.stack([lo, hi]), radius
+
+
 def _shade(normal: np.ndarray, view: np.ndarray, rgb: np.ndarray, cam2world: np.ndarray) -> np.ndarray:
     """Soft Lambert (key + fill, wrapped) + ambient + Blinn-Phong specular + rim, lights fixed
     to the camera (key from the upper left). ``normal``, ``view`` (towards the eye): ``[...,3]``."""
@@ -316,7 +340,8 @@ def _shade(normal: np.ndarray, view: np.ndarray, rgb: np.ndarray, cam2world: np.
 
 
 def render_shaded(meshes, azimuth_deg: float = 30.0, elevation_deg: float = 20.0, size: int = 256,
-                  color=None, *, bounds: np.ndarray | None = None, camera: Cameras | None = None,
+                  color=None, *, bounds: np.ndarray | None = None, radius: float | None = None,
+                  camera: Cameras | None = None,
                   background=(1.0, 1.0, 1.0), supersample: int = 2, fov_deg: float = 30.0,
                   smooth: bool = True) -> np.ndarray:
     """A shaded colour picture ``uint8[size, size, 3]`` for reports.
@@ -327,18 +352,20 @@ def render_shaded(meshes, azimuth_deg: float = 30.0, elevation_deg: float = 20.0
     over a reconstruction). Colours are RGB in [0, 1] or [0, 255].
 
     Camera: ``camera`` (one camera; ``size`` is then ``camera.size``) or an orbit at
-    (``azimuth_deg``, ``elevation_deg``) framing ``bounds`` (default: the union of the meshes'
-    bounding boxes) — pass the same ``bounds`` for a ground truth and its reconstruction so both
-    share a camera. :func:`impax.geometry.camera.orbit_cameras` gives that camera. Smooth shading
+    (``azimuth_deg``, ``elevation_deg``) around the centre of ``bounds`` at a distance that fits a
+    sphere of ``radius`` (defaults: :func:`framing` of the meshes, i.e. their union box and largest
+    vertex distance; with ``bounds`` alone, half its diagonal). Pass the same ``bounds`` and
+    ``radius`` for a ground truth and its reconstruction so both share a camera;
+    :func:`impax.geometry.camera.orbit_cameras` with the same arguments gives that camera. Smooth shading
     interpolates vertex normals except across creases sharper than :data:`CREASE_DEG`.
     ``supersample`` x ``supersample`` rays per pixel anti-alias the edges.
     """
     layers = _layers(meshes, color)
     if camera is None:
         if bounds is None:
-            bounds = np.stack([np.min([m.bounds[0] for m, _, _ in layers], axis=0),
-                               np.max([m.bounds[1] for m, _, _ in layers], axis=0)])
-        camera = orbit_cameras(azimuth_deg, elevation_deg, size, bounds, fov_deg)
+            bounds, auto_radius = framing(layers)
+            radius = auto_radius if radius is None else radius
+        camera = orbit_cameras(azimuth_deg, elevation_deg, size, bounds, fov_deg, radius=radius)
     if len(camera) != 1:
         raise ValueError(f"render_shaded takes one camera, got {len(camera)}")
     size = camera.size
@@ -392,23 +419,15 @@ def render_grid(meshes: Sequence, azimuths_deg: Sequence[float] = (30.0, 120.0, 
                 elevation_deg: float = 20.0, size: int = 256, colors: Sequence | None = None,
                 shared_bounds: bool = True, pad: int = 4, **kwargs) -> np.ndarray:
     """One row per mesh (or per layer list accepted by :func:`render_shaded`), one column per
-    azimuth; ``shared_bounds`` frames every row with the same camera (union of all bounds) so a
+    azimuth; ``shared_bounds`` frames every row with the same camera (:func:`framing` of all) so a
     ground truth and its reconstructions line up. Returns ``uint8[H, W, 3]``."""
     rows = list(meshes)
-
-    def layer_bounds(item):
-        ls = _layers(item, None)
-        return np.stack([np.min([m.bounds[0] for m, _, _ in ls], 0), np.max([m.bounds[1] for m, _, _ in ls], 0)])
-
-    bounds = None
-    if shared_bounds:
-        bs = np.stack([layer_bounds(item) for item in rows])
-        bounds = np.stack([bs[:, 0].min(0), bs[:, 1].max(0)])
+    bounds, radius = framing(rows) if shared_bounds else (None, None)
     tiles = []
     for i, item in enumerate(rows):
         col = None if colors is None else colors[i]
         for az in azimuths_deg:
-            tiles.append(render_shaded(item, az, elevation_deg, size, col, bounds=bounds, **kwargs))
+            tiles.append(render_shaded(item, az, elevation_deg, size, col, bounds=bounds, radius=radius, **kwargs))
     return tile_images(tiles, ncols=len(azimuths_deg), pad=pad)
 
 
