@@ -58,9 +58,28 @@ def named_leaves(tree: Any) -> dict[str, Any]:
     return out
 
 
+def is_key(x: Any) -> bool:
+    """A typed PRNG key array (e.g. an ``nnx.RngKey`` of a module with dropout)."""
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def host_copy(x: Any) -> np.ndarray:
+    """A fresh host numpy copy of an array; typed PRNG keys become their uint32 key data."""
+    if is_key(x):
+        x = jax.random.key_data(x)
+    return np.array(jax.device_get(x))
+
+
+def from_host(x: np.ndarray, like: Any) -> Any:
+    """Inverse of :func:`host_copy` for a leaf shaped like ``like`` (re-wraps PRNG keys)."""
+    if is_key(like):
+        return jax.random.wrap_key_data(np.asarray(x), impl=jax.random.key_impl(like))
+    return np.asarray(x).astype(np.asarray(like).dtype, copy=False)
+
+
 def to_host(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Copy device arrays to fresh host numpy arrays (safe to keep after buffers are donated)."""
-    return {k: np.array(jax.device_get(v)) for k, v in tree.items()}
+    return {k: host_copy(v) for k, v in tree.items()}
 
 
 class CheckpointStore:
@@ -120,8 +139,7 @@ class CheckpointStore:
 
 def _abstract(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
     # Host numpy targets: restored arrays come back as numpy and are placed by the caller.
-    return {k: np.zeros(np.shape(v), dtype=np.asarray(jax.device_get(v)).dtype)
-            if not isinstance(v, np.ndarray) else v for k, v in flat.items()}
+    return {k: v if isinstance(v, np.ndarray) else host_copy(v) for k, v in flat.items()}
 
 
 def load_model(run_dir: str | Path, model: nnx.Module, step: int | None = None) -> dict[str, Any]:
@@ -143,9 +161,9 @@ def load_model(run_dir: str | Path, model: nnx.Module, step: int | None = None) 
         if missing:
             raise ValueError(f"checkpoint {step} lacks {sorted(missing)[:5]}")
         leaves, treedef = jax.tree.flatten(state)
-        new = [np.asarray(restored[name]).astype(np.asarray(leaf).dtype, copy=False)
+        new = [jax.numpy.asarray(from_host(restored[name], leaf))
                for name, leaf in zip(target, leaves)]
-        nnx.update(model, jax.tree.unflatten(treedef, [jax.numpy.asarray(x) for x in new]))
+        nnx.update(model, jax.tree.unflatten(treedef, new))
         return store.restore_meta(step)
     finally:
         store.close()

@@ -44,7 +44,7 @@ import optax
 from flax import nnx
 
 from impax.configs import save_json, to_dict
-from impax.train.checkpoint import CheckpointStore, named_leaves, to_host
+from impax.train.checkpoint import CheckpointStore, from_host, host_copy, named_leaves, to_host
 from impax.train.config import RESUMABLE_FIELDS, Position, Stage, StepFn, TrainConfig
 from impax.train.parallel import DataParallel, Prefetcher
 from impax.train.runlog import RunLog
@@ -190,8 +190,8 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         _check_resume(meta, config, stages, run_dir)
         pos = Position.from_dict(meta["position"])
         base_key = np.asarray(meta["rng_key"], dtype=base_key.dtype)
-        leaves = ([np.asarray(host_model[n]) for n in model_names]
-                  + [np.asarray(host_opt[n]) for n in opt_names])
+        leaves = ([from_host(host_model[n], x) for n, x in zip(model_names, leaves[:n_model])]
+                  + [from_host(host_opt[n], x) for n, x in zip(opt_names, leaves[n_model:])])
     leaves = dp.put_replicated(leaves)
     key_data = dp.put_replicated(base_key)
     save_json(config, run_dir / "train_config.json")
@@ -321,7 +321,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
 # --------------------------------------------------------------------------------------------
 
 def to_host_list(leaves: Sequence[Any]) -> list[np.ndarray]:
-    return [np.array(jax.device_get(x)) for x in leaves]
+    return [host_copy(x) for x in leaves]
 
 
 def _lr_label(name: str) -> str:
