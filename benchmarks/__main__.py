@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.common import Result, matmul_peak
 
 # Workload modules, in table order. A module missing a dependency is reported, not fatal.
-MODULES = ["bench_decoder", "bench_train", "bench_sif", "bench_extract", "bench_prepare"]
+MODULES = ["bench_decoder", "bench_train", "bench_sif", "bench_extract", "bench_prepare", "bench_render"]
 
 
 def _collect(short: bool, only: list[str] | None) -> tuple[list[Result], list[str]]:

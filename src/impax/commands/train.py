@@ -21,7 +21,8 @@ def _parse_set(items: list[str]) -> dict[str, object]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from impax.train.recipes import RECIPES
+    # Recipe names come from a light module: importing impax.train here would load JAX for every CLI call.
+    from impax.inference.families import RECIPE_FAMILY as RECIPES
 
     p = sub.add_parser("train", help="train IM-NET (imnet-ae|imnet-gan|imnet-svr) or SIF/LDIF (ldif|sif|sifpp)",
                        description=__doc__)
