@@ -12,7 +12,7 @@ The primitive distances (sphere, rounded box, torus, capsule, cylinder) are exac
 distances; the ellipsoid uses a first-order bound, unions/subtractions are exact outside and a
 bound inside, and the airplane's swept wing is a sheared box; all have the right sign everywhere,
 which is what the label tests rely on. Axis convention as in ShapeNet: y is up; the airplane's
-nose points to +z... its fuselage lies along z.
+fuselage lies along z with the nose at +z (wings swept towards -z).
 """
 
 from __future__ import annotations
