@@ -14,6 +14,7 @@ BAD = {
     "bad/cloud.ply": "no faces",
     "bad/nan.obj": "non-finite",
     "bad/flat.obj": "zero volume",
+    "bad/sheet.obj": "encloses no volume",
 }
 
 
@@ -42,6 +43,7 @@ def write_bad(root: Path) -> None:
     (d / "cloud.ply").write_bytes(trimesh.PointCloud(pts).export(file_type="ply"))
     (d / "nan.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 nan 1\nv 0 1 0\nf 1 2 3\nf 1 3 4\nf 1 2 4\nf 2 3 4\n")
     (d / "flat.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3\nf 1 3 4\n")
+    (d / "sheet.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 1\nf 1 2 3\n")  # open: no inside
 
 
 def all_files(root: Path) -> dict[str, bytes]:

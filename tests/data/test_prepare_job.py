@@ -44,7 +44,7 @@ def test_bad_inputs_are_reported_and_good_ones_complete(tmp_path, src):
     res = prepare(mixed, out, CFG, workers=2, progress=False)  # process pool path
     assert res.status == 3
     report = json.loads((out / "report.json").read_text())
-    assert report["exit_code"] == 3 and report["prepared"] == 6 and report["total"] == 11
+    assert report["exit_code"] == 3 and report["prepared"] == 6 and report["total"] == 12
     reasons = {f["path"]: f["reason"] for f in report["failed"]}
     assert set(reasons) == set(BAD)
     for path, words in BAD.items():
@@ -126,7 +126,7 @@ def test_three_shards_merged_equal_single_run(tmp_path, src):
         r = prepare(tmp_path / "mixed", sharded, LDIF_ONLY, workers=1, shard=(i, 3), progress=False)
         sizes.append(r.total)
         assert not (sharded / "index.json").exists()
-    assert sum(sizes) == 11 and max(sizes) < 11  # a partition, not three copies
+    assert sum(sizes) == 12 and max(sizes) < 12  # a partition, not three copies
     # via the CLI, as a user would
     done = subprocess.run(_cli("--merge", str(sharded)), capture_output=True, text=True, timeout=120,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
