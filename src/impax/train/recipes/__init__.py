@@ -12,8 +12,8 @@ from types import ModuleType
 #: recipe name → module implementing it.
 RECIPES: dict[str, str] = {
     "imnet-ae": "impax.train.recipes.imnet",
-    "imnet-gan": "impax.train.recipes.imnet",
-    "imnet-svr": "impax.train.recipes.imnet",
+    "imnet-gan": "impax.train.recipes.imnet_gan",
+    "imnet-svr": "impax.train.recipes.imnet_svr",
     "ldif": "impax.train.recipes.ldif",
     "sif": "impax.train.recipes.ldif",
     "sifpp": "impax.train.recipes.ldif",
