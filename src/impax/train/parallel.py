@@ -8,6 +8,9 @@ does not depend on the device count. The mesh uses ``AxisType.Auto``: jax 0.10's
 
 With one device there is no mesh and no sharding annotation at all: the step is a plain
 ``jax.jit`` and batches are put on the default device, so a single device costs nothing extra.
+
+Single process only: the loader's batch is the global batch. Multi-host training would build it
+with ``jax.make_array_from_process_local_data`` (not implemented).
 """
 
 from __future__ import annotations

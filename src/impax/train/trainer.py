@@ -151,7 +151,8 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         on_step: called with the new :class:`Position` after each step is dispatched.
 
     Returns:
-        :class:`FitResult`. Raises :class:`TrainingDiverged` on a non-finite loss or metric.
+        :class:`FitResult`. Raises :class:`TrainingDiverged` on a non-finite loss or metric; the
+        module is then left as passed in and the newest checkpoint holds the last good state.
     """
     stages = list(stages)
     names = [s.name for s in stages]
