@@ -295,8 +295,13 @@ def test_ae_loss_and_gradients_flow_to_both_parts():
     batch = {"voxels": (rng.uniform(size=(2, 64, 64, 64)) < 0.5).astype(np.float32),
              "points": rng.uniform(-0.5, 0.5, (2, 32, 3)).astype(np.float32),
              "values": (rng.uniform(size=(2, 32, 1)) < 0.5).astype(np.float32)}
-    (loss, metrics), grads = nnx.value_and_grad(ae_loss, has_aux=True)(model, batch)
-    z, occ = model(batch["voxels"], batch["points"])
+
+    @nnx.jit  # one compilation instead of op-by-op ones
+    def run(model, batch):
+        return nnx.value_and_grad(ae_loss, has_aux=True)(model, batch), model(batch["voxels"], batch["points"])
+
+    ((loss, metrics), grads), (z, occ) = run(model, batch)
+    assert z.shape == (2, 16) and occ.shape == (2, 32)
     np.testing.assert_allclose(float(loss), np.mean((np.asarray(occ) - batch["values"][..., 0]) ** 2), rtol=1e-6)
     assert float(metrics["mse"]) == float(loss)
     assert float(jnp.abs(grads.encoder.conv_1.kernel[...]).sum()) > 0
