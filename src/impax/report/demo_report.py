@@ -1,0 +1,599 @@
+"""The HTML report of an ``impax demo`` output folder: ``OUT/report/index.html``.
+
+It reads (every piece optional; a missing or broken piece becomes a "not available: reason" cell,
+never an exception)::
+
+    OUT/.stages/*.json                      what was run (stage summaries, seconds)
+    OUT/data/index.json                     the prepared shapes (id, class, split, source)
+    OUT/shapes/<family>/<family>_<k>.ply    ground-truth meshes (original frame)
+    OUT/eval/<model>/summary.json           metric summaries (impax.evaluation.tables.summarize;
+                                            either bare or as {"summary": ..., "shapes": ...})
+    OUT/eval/<model>/per_shape.csv          per-shape metrics (captions under the renders)
+    OUT/eval/gan/summary.json               generation metrics (COV, MMD, 1-NNA)
+    OUT/meshes/{imnet-ae,ldif}/<id>.ply     reconstructions (original frame)
+    OUT/meshes/ldif/<id>.sif.txt + .gaps.json  the LDIF shape's SIF v1 file (GAPS frame) and its
+                                            original→GAPS Transform
+    OUT/meshes/gan/sample_<k>.ply           GAN samples; OUT/meshes/interp/step_<k>.ply the
+                                            latent interpolation (IM-NET frame)
+    OUT/runs/<run>/run.json, metrics.jsonl  training runs and their loss curves
+
+Renders: per shape, the ground truth and each reconstruction are drawn with one camera per view,
+framed by the ground truth's bounds (:func:`impax.geometry.render.framing`), so they line up.
+The SIF view draws the LDIF mesh as a translucent ghost with the SIF elements as ellipsoids inside
+it (level set ``c g = -0.07`` of each element, see :mod:`impax.report.figures`).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import html
+import json
+import math
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from impax.report.html import Report, data_uri, line_plot_svg, png_bytes
+
+#: Two views (azimuth, elevation) in degrees; y is up, azimuth 0 looks from +z.
+DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((35.0, 22.0), (215.0, 22.0))
+DEFAULT_SIZE = 192
+#: Reconstruction models: (folder name under meshes/ and eval/, label, colour key).
+MODELS: tuple[tuple[str, str, str], ...] = (("imnet-ae", "IM-NET AE", "imnet"), ("ldif", "LDIF", "ldif"))
+#: Metric columns of the tables: (key in summary.json, label).
+TABLE_METRICS: tuple[tuple[str, str], ...] = (
+    ("iou", "IoU"), ("chamfer_l1", "Chamfer-L1"), ("chamfer_l2", "Chamfer-L2"),
+    ("fscore", "F-score"), ("normal_consistency", "NC"))
+GAN_METRICS: tuple[tuple[str, str], ...] = (
+    ("coverage", "COV"), ("mmd", "MMD"), ("one_nna", "1-NNA"), ("n_generated", "generated"),
+    ("n_reference", "reference"))
+_SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
+_MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
+
+_EXTRA_CSS = """<style>
+.na{display:inline-block;color:#8a4b00;background:#fff6e8;border:1px dashed #e0b070;border-radius:4px;
+padding:.4rem .6rem;font-size:.85rem;max-width:240px;text-align:left}
+table.grid td{text-align:center;vertical-align:top;padding:.3rem}
+table.grid td:first-child{text-align:left;font-size:.85rem;max-width:130px;word-break:break-word}
+table.grid img{display:block;margin:0 auto;border:1px solid #eee;border-radius:3px}
+.cap{font-size:.75rem;color:#555;margin-top:.2rem}
+p.note{font-size:.85rem;color:#555}
+</style>"""
+
+
+class NotAvailable(Exception):
+    """A piece of the report that cannot be shown; ``str()`` is the reason."""
+
+
+def _na(reason: str) -> str:
+    return f'<div class="na">not available: {html.escape(str(reason))}</div>'
+
+
+def _img(image: np.ndarray, alt: str) -> str:
+    return f'<img src="{data_uri(png_bytes(image))}" alt="{html.escape(alt)}" width="{image.shape[1]}">'
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotAvailable(f"no file {path.name}") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NotAvailable(f"cannot read {path.name} ({type(e).__name__})") from None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _load_mesh(path: Path, root: Path):
+    """A mesh with faces, or :class:`NotAvailable` naming the file and the problem."""
+    from impax.geometry.mesh_io import load_mesh
+
+    if not path.is_file():
+        raise NotAvailable(f"no file {_rel(path, root)}")
+    try:
+        return load_mesh(path)
+    except Exception as e:  # MeshError and whatever a broken file raises
+        reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+        raise NotAvailable(f"{_rel(path, root)}: {reason}") from None
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+    return f
+
+
+def _cell(v: Any, digits: int = 4) -> str:
+    f = _num(v)
+    if not math.isfinite(f):
+        return "–"
+    if f == int(f) and abs(f) < 1e6 and not isinstance(v, float):
+        return str(int(f))
+    return f"{f:.{digits}g}"
+
+
+# ----------------------------------------------------------------------------------- header
+
+
+def _stages(out: Path) -> list[dict[str, Any]]:
+    d = out / ".stages"
+    rows = []
+    for p in sorted(d.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name)) if d.is_dir() else []:
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            rows.append({"stage": p.stem, "seconds": "", "details": "unreadable marker"})
+            continue
+        summ = data.get("summary", data) if isinstance(data, dict) else {}
+        summ = summ if isinstance(summ, dict) else {}
+        details = []
+        for k, v in summ.items():
+            if k == "seconds" or isinstance(v, (dict, list)):
+                continue
+            text = _cell(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+            details.append(f"{k}={text[:60]}")
+        rows.append({"stage": p.stem, "seconds": _num(summ.get("seconds")),
+                     "details": ", ".join(details[:8])})
+    return rows
+
+
+def _section_header(rep: Report, out: Path) -> None:
+    rep.heading("What was run", anchor="run")
+    rows = _stages(out)
+    if rows:
+        total = sum(r["seconds"] for r in rows if isinstance(r["seconds"], float) and math.isfinite(r["seconds"]))
+        rep.table(rows, ["stage", "seconds", "details"], caption=f"Stages ({total:.0f} s in all)",
+                  table_id="stages")
+    else:
+        rep.raw(_na("no stage summaries in .stages/"))
+    try:
+        index = _read_json(out / "data" / "index.json")
+        shapes = index.get("shapes", [])
+        by = {}
+        for e in shapes:
+            key = (e.get("class", ""), e.get("split", ""))
+            by[key] = by.get(key, 0) + 1
+        classes = sorted({c for c, _ in by})
+        splits = sorted({s for _, s in by}, key=lambda s: (_SPLIT_RANK.get(s, 9), s))
+        rows = [{"class": c or "(none)", **{s or "(none)": by.get((c, s), 0) for s in splits}} for c in classes]
+        rep.table(rows, ["class", *[s or "(none)" for s in splits]],
+                  caption=f"Prepared data: {len(shapes)} shapes", table_id="data")
+    except NotAvailable as e:
+        rep.raw(_na(f"data/index.json: {e}"))
+
+
+# ---------------------------------------------------------------------------------- metrics
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if isinstance(data, dict) and isinstance(data.get("summary"), dict):
+        data = data["summary"]
+    if not isinstance(data, dict) or "classes" not in data:
+        raise NotAvailable(f"{path.name} has no per-class summary")
+    return data
+
+
+def _metric_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for cls, e in summary.get("classes", {}).items():
+        rows.append({"class": cls, "n": e.get("count", ""), "failed": e.get("failed", ""),
+                     **{lab: _num(e.get(k)) for k, lab in TABLE_METRICS}})
+    n, f = summary.get("count", ""), summary.get("failed", "")
+    for key, label in (("class_mean", "mean (per class)"), ("shape_mean", "mean (per shape)")):
+        m = summary.get(key) or {}
+        rows.append({"class": label, "n": n, "failed": f, **{lab: _num(m.get(k)) for k, lab in TABLE_METRICS}})
+    return rows
+
+
+def _gan_metrics(out: Path) -> dict[str, Any]:
+    for name in ("summary.json", "generation.json"):
+        p = out / "eval" / "gan" / name
+        if p.is_file():
+            data = _read_json(p)
+            if isinstance(data, dict) and isinstance(data.get("generation"), dict):
+                data = data["generation"]
+            if isinstance(data, dict) and any(k in data for k, _ in GAN_METRICS):
+                return data
+            raise NotAvailable(f"eval/gan/{name} has no generation metrics")
+    raise NotAvailable("no eval/gan/summary.json")
+
+
+def _section_metrics(rep: Report, out: Path) -> None:
+    rep.heading("Reconstruction metrics (held-out shapes)", anchor="metrics")
+    rep.paragraph("IoU: volumetric IoU on uniform samples; Chamfer-L1/L2 and F-score (tau = 0.01) on "
+                  "100k surface samples; NC: normal consistency. Means over classes (each class weighs "
+                  "the same, as in the papers' tables) and over shapes; failed shapes are left out of "
+                  "the means and counted.")
+    cols = ["class", "n", "failed", *[lab for _, lab in TABLE_METRICS]]
+    compare = []
+    for model, label, _ in MODELS:
+        try:
+            s = _summary(out / "eval" / model / "summary.json")
+        except NotAvailable as e:
+            rep.raw(f"<p><b>{html.escape(label)}</b></p>" + _na(f"eval/{model}: {e}"))
+            continue
+        rep.table(_metric_rows(s), cols, caption=label, table_id=f"metrics-{model}")
+        cm = s.get("class_mean") or {}
+        compare.append({"model": label, "shapes": s.get("count", ""), "failed": s.get("failed", ""),
+                        **{lab: _num(cm.get(k)) for k, lab in TABLE_METRICS}})
+    if len(compare) > 1:
+        rep.table(compare, ["model", "shapes", "failed", *[lab for _, lab in TABLE_METRICS]],
+                  caption="Both families (mean per class)", table_id="metrics-compare")
+    rep.heading("Generation metrics (IM-NET GAN)", level=3)
+    try:
+        g = _gan_metrics(out)
+        rep.table([{lab: _num(g.get(k)) for k, lab in GAN_METRICS}], [lab for _, lab in GAN_METRICS],
+                  caption="COV (higher is better), MMD (lower), 1-NNA (0.5 is ideal); Chamfer-L2 between "
+                          "point sets", table_id="metrics-gan")
+    except NotAvailable as e:
+        rep.raw(_na(str(e)))
+
+
+# ------------------------------------------------------------------------------ shape rows
+
+
+def _per_shape(out: Path, model: str) -> dict[str, dict[str, str]]:
+    p = out / "eval" / model / "per_shape.csv"
+    try:
+        with p.open(newline="") as fh:
+            return {r.get("id", ""): r for r in csv.DictReader(fh)}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def _lookup(rows: dict[str, dict[str, str]], shape_id: str) -> dict[str, str] | None:
+    if shape_id in rows:
+        return rows[shape_id]
+    for rid, r in rows.items():
+        if rid.replace("/", "_") == shape_id or rid.rsplit("/", 1)[-1] == shape_id:
+            return r
+    return None
+
+
+def _mesh_ids(folder: Path) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in _MESH_SUFFIXES and ".sif" not in p.name}
+
+
+def _index_entries(out: Path) -> dict[str, dict[str, Any]]:
+    try:
+        index = _read_json(out / "data" / "index.json")
+        return {e["id"]: e for e in index.get("shapes", []) if isinstance(e, dict) and "id" in e}
+    except (NotAvailable, AttributeError, TypeError, KeyError):
+        return {}
+
+
+def _pick_shapes(out: Path, max_shapes: int) -> list[dict[str, Any]]:
+    """Shapes with a reconstruction: held-out ones first, classes interleaved, at most ``max_shapes``."""
+    index = _index_entries(out)
+    ids = set().union(*(_mesh_ids(out / "meshes" / m) for m, _, _ in MODELS))
+    entries = []
+    for sid in ids:
+        e = index.get(sid, {})
+        entries.append({"id": sid, "class": e.get("class", ""), "split": e.get("split", ""),
+                        "source": e.get("source", "")})
+    picked = []
+    for rank in sorted({_SPLIT_RANK.get(e["split"], 3) for e in entries}):
+        group = sorted((e for e in entries if _SPLIT_RANK.get(e["split"], 3) == rank),
+                       key=lambda e: (e["class"], e["id"]))
+        by_class: dict[str, list[dict[str, Any]]] = {}
+        for e in group:
+            by_class.setdefault(e["class"], []).append(e)
+        while any(by_class.values()):  # round robin over classes
+            for c in sorted(by_class):
+                if by_class[c]:
+                    picked.append(by_class[c].pop(0))
+    return picked[:max_shapes]
+
+
+def _gt_path(out: Path, entry: dict[str, Any]) -> Path:
+    root = out / "shapes"
+    if entry.get("source"):
+        p = root / entry["source"]
+        if p.is_file():
+            return p
+    sid = entry["id"]
+    if root.is_dir():
+        for p in sorted(root.rglob("*")):
+            if p.suffix.lower() not in _MESH_SUFFIXES or not p.is_file():
+                continue
+            rel = p.relative_to(root).with_suffix("")
+            if p.stem == sid or "_".join(rel.parts) == sid:
+                return p
+    raise NotAvailable(f"no ground-truth mesh for {sid} under shapes/")
+
+
+class _Renderer:
+    """Counts renders and their time (for the report footer)."""
+
+    def __init__(self, size: int, supersample: int) -> None:
+        self.size, self.supersample = size, supersample
+        self.count, self.seconds = 0, 0.0
+
+    def __call__(self, layers, az: float, el: float, bounds=None, radius=None, color=None) -> np.ndarray:
+        from impax.geometry.render import render_shaded
+
+        t = time.perf_counter()
+        img = render_shaded(layers, az, el, self.size, color, bounds=bounds, radius=radius,
+                            supersample=self.supersample)
+        self.seconds += time.perf_counter() - t
+        self.count += 1
+        return img
+
+
+def _stack(images: Sequence[np.ndarray]) -> np.ndarray:
+    from impax.geometry.render import tile_images
+
+    return tile_images(images, ncols=1, pad=2)
+
+
+def _caption(row: dict[str, str] | None) -> str:
+    if row is None:
+        return ""
+    parts = []
+    status = row.get("status", "")
+    if status and status != "ok":
+        parts.append(status)
+    for k, lab in (("iou", "IoU"), ("chamfer_l1", "CD-L1"), ("fscore", "F")):
+        v = _num(row.get(k))
+        if math.isfinite(v):
+            parts.append(f"{lab} {v:.3g}")
+    return " · ".join(parts)
+
+
+def _sif_layers(out: Path, sid: str, ldif_mesh):
+    from impax.conventions import Transform
+    from impax.models.sif_format import read_sif
+    from impax.report.figures import ellipsoid_layers, sif_ellipsoids
+
+    d = out / "meshes" / "ldif"
+    sif_path, tf_path = d / f"{sid}.sif.txt", d / f"{sid}.gaps.json"
+    if not sif_path.is_file():
+        raise NotAvailable(f"no file meshes/ldif/{sif_path.name}")
+    try:
+        sif = read_sif(sif_path)
+    except ValueError as e:
+        raise NotAvailable(str(getattr(e, "reason", e))) from None
+    try:
+        to_gaps = Transform.from_dict(_read_json(tf_path))
+    except (KeyError, TypeError, ValueError) as e:
+        raise NotAvailable(f"{tf_path.name}: not a Transform ({e})") from None
+    ells = sif_ellipsoids(sif, to_original=to_gaps.inverse())
+    if not ells:
+        raise NotAvailable("the SIF has no elements")
+    layers = ellipsoid_layers(ells)
+    if ldif_mesh is not None:
+        layers = [(ldif_mesh, (0.85, 0.85, 0.87), 0.28), *layers]
+    strong = sum(e.strong for e in ells)
+    return layers, f"{len(ells)} elements ({strong} with c < -0.07)"
+
+
+def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes: int, sif_view: int) -> None:
+    from impax.geometry.render import framing
+    from impax.report.figures import MODEL_COLORS
+
+    rep.heading("Reconstructions", anchor="shapes")
+    shapes = _pick_shapes(out, max_shapes)
+    if not shapes:
+        rep.raw(_na("no reconstructions under meshes/imnet-ae or meshes/ldif"))
+        return
+    views_txt = ", ".join(f"azimuth {a:g}°/elevation {e:g}°" for a, e in views)
+    rep.paragraph(f"Each column shows the views ({views_txt}) top to bottom; ground truth and "
+                  "reconstructions share one camera per view, framed by the ground truth. The last "
+                  "column shows the LDIF mesh as a ghost with its SIF elements as ellipsoids (each at "
+                  "the level set c·g = −0.07 where c < −0.07, else at 1 sigma, grey; mirrored twins "
+                  "included) from the first view.")
+    per_shape = {m: _per_shape(out, m) for m, _, _ in MODELS}
+    head = ["shape", "ground truth", *[lab for _, lab, _ in MODELS], "LDIF + SIF elements"]
+    parts = ['<table class="grid" id="shapes-grid"><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+             + "</tr>"]
+    for e in shapes:
+        sid = e["id"]
+        label = f"<b>{html.escape(sid)}</b><br>{html.escape(e['class'] or '')}"
+        if e["split"]:
+            label += f"<br><i>{html.escape(e['split'])}</i>"
+        cells = [label]
+        try:
+            gt = _load_mesh(_gt_path(out, e), out)
+            bounds, radius = framing(gt)
+        except NotAvailable as err:
+            gt, bounds, radius = None, None, None
+            cells.append(_na(err))
+        if gt is not None:
+            imgs = [render(gt, a, el, bounds, radius, MODEL_COLORS["gt"]) for a, el in views]
+            cells.append(_img(_stack(imgs), f"{sid} ground truth"))
+        meshes = {}
+        for model, label_m, key in MODELS:
+            try:
+                m = _load_mesh(out / "meshes" / model / f"{sid}.ply", out)
+            except NotAvailable as err:
+                cells.append(_na(err))
+                continue
+            meshes[model] = m
+            fb, fr = (bounds, radius) if gt is not None else framing(m)
+            imgs = [render(m, a, el, fb, fr, MODEL_COLORS[key]) for a, el in views]
+            cap = _caption(_lookup(per_shape[model], sid))
+            cells.append(_img(_stack(imgs), f"{sid} {label_m}") + (f'<div class="cap">{html.escape(cap)}</div>'
+                                                                    if cap else ""))
+        try:
+            layers, cap = _sif_layers(out, sid, meshes.get("ldif"))
+            fb, fr = (bounds, radius) if gt is not None else framing(layers)
+            a, el = views[min(sif_view, len(views) - 1)]
+            cells.append(_img(render(layers, a, el, fb, fr), f"{sid} SIF elements")
+                         + f'<div class="cap">{html.escape(cap)}</div>')
+        except NotAvailable as err:
+            cells.append(_na(err))
+        parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</table>")
+    rep.raw("\n".join(parts))
+
+
+# ----------------------------------------------------------------------- GAN and interpolation
+
+
+def _numbered(folder: Path, prefix: str) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    pat = re.compile(rf"^{re.escape(prefix)}_?(\d+)$")
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if p.suffix.lower() in _MESH_SUFFIXES and (m := pat.match(p.stem))]
+    return [p for _, p in sorted(found)]
+
+
+def _mesh_strip(rep: Report, out: Path, folder: Path, prefix: str, label: str, render: _Renderer,
+                view: tuple[float, float], limit: int, table_id: str) -> None:
+    from impax.geometry.render import framing
+    from impax.report.figures import MODEL_COLORS
+
+    files = _numbered(folder, prefix)[:limit]
+    if not files:
+        rep.raw(_na(f"no {prefix}_<k>.ply under {_rel(folder, out)}/"))
+        return
+    loaded = []
+    for p in files:
+        try:
+            loaded.append((p, _load_mesh(p, out)))
+        except NotAvailable as err:
+            loaded.append((p, err))
+    ok = [m for _, m in loaded if not isinstance(m, NotAvailable)]
+    bounds, radius = framing(ok) if ok else (None, None)
+    cells = []
+    for p, m in loaded:
+        if isinstance(m, NotAvailable):
+            body = _na(m)
+        else:
+            body = _img(render(m, view[0], view[1], bounds, radius, MODEL_COLORS["gan"]), f"{label} {p.stem}")
+        cells.append(f'<td>{body}<div class="cap">{html.escape(p.stem)}</div></td>')
+    rep.raw(f'<table class="grid" id="{html.escape(table_id)}"><tr>' + "".join(cells) + "</tr></table>")
+
+
+# ------------------------------------------------------------------------------ loss curves
+
+
+def _run_dirs(out: Path) -> list[Path]:
+    runs = out / "runs"
+    wanted = ["imnet-ae", "imnet-gan", "ldif"]
+    extra = sorted(p.name for p in runs.iterdir() if p.is_dir() and p.name not in wanted) if runs.is_dir() else []
+    return [runs / n for n in [*wanted, *extra]]
+
+
+def _section_curves(rep: Report, out: Path) -> None:
+    rep.heading("Training", anchor="training")
+    rows, plots = [], []
+    for run in _run_dirs(out):
+        if not run.is_dir():
+            rows.append({"run": run.name, "recipe": "", "steps": "", "final loss": "",
+                         "note": "not available: run folder absent"})
+            continue
+        try:
+            info = _read_json(run / "run.json")
+            recipe = str(info.get("recipe", "")) if isinstance(info, dict) else ""
+            note = ""
+        except NotAvailable as e:
+            recipe, note = "", f"run.json: {e}"
+        try:
+            from impax.train import read_metrics
+
+            recs = read_metrics(run)
+        except Exception as e:  # a torn line, unreadable file
+            recs, note = [], f"metrics.jsonl unreadable ({type(e).__name__})"
+        steps = [r.get("step") for r in recs if isinstance(r.get("step"), (int, float))]
+        last_loss = next((r["loss"] for r in reversed(recs) if isinstance(r.get("loss"), (int, float))), float("nan"))
+        rows.append({"run": run.name, "recipe": recipe, "steps": int(max(steps)) if steps else "",
+                     "final loss": _num(last_loss), "note": note or ("" if recs else "no metrics.jsonl records")})
+        if recs:
+            plots.extend(_loss_plots(run.name, recs))
+        else:
+            plots.append(_na(f"{run.name}: no loss curve ({note or 'metrics.jsonl empty or absent'})"))
+    rep.table(rows, ["run", "recipe", "steps", "final loss", "note"], caption="Runs", table_id="runs")
+    rep.raw('<div class="row">' + "".join(plots) + "</div>")
+
+
+_SKIP_KEYS = {"step", "stage", "epoch", "time", "samples_per_sec", "steps_per_sec"}
+
+
+def _loss_plots(name: str, recs: list[dict[str, Any]]) -> list[str]:
+    """SVG plots of every logged scalar except timing and learning rates: positive series on a
+    log-y plot, series that go to zero or below (e.g. WGAN critic losses) on a linear one."""
+    keys: list[str] = []
+    for r in recs:
+        for k, v in r.items():
+            if (k not in _SKIP_KEYS and not k.startswith("learning_rate") and k not in keys
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)):
+                keys.append(k)
+    series = {}
+    for k in keys:
+        xs = [float(r["step"]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
+        ys = [float(r[k]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
+        if xs:
+            series[k] = (xs, ys)
+    pos = {k: v for k, v in series.items() if all(y > 0 for y in v[1] if math.isfinite(y))}
+    rest = {k: v for k, v in series.items() if k not in pos}
+    plots = []
+    if pos:
+        plots.append(line_plot_svg(pos, title=f"{name}", ylabel="value", log_y=True))
+    if rest:
+        plots.append(line_plot_svg(rest, title=f"{name} (linear)", ylabel="value", log_y=False))
+    if not plots:
+        plots.append(_na(f"{name}: metrics.jsonl has no scalar series"))
+    return plots
+
+
+# ---------------------------------------------------------------------------------- the page
+
+
+def build_report(out_dir: str | Path, title: str = "impax demo report",
+                 views: Sequence[tuple[float, float]] = DEFAULT_VIEWS, size: int = DEFAULT_SIZE,
+                 max_shapes: int = 8, supersample: int = 2, sif_view: int = 0,
+                 strip_limit: int = 10) -> Path:
+    """Write ``OUT/report/index.html`` for the demo folder ``out_dir`` and return its path.
+
+    ``views``: (azimuth, elevation) pairs in degrees for the per-shape renders (ground truth and the
+    reconstructions); ``size``: pixels per render (``supersample``² rays per pixel);
+    ``max_shapes``: rows of renders (held-out shapes first, classes interleaved); ``sif_view``:
+    which view draws the SIF elements; ``strip_limit``: most GAN samples / interpolation steps.
+    Missing or broken inputs become "not available: reason" cells.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    views = [(float(a), float(e)) for a, e in views] or list(DEFAULT_VIEWS)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    rep = Report(title, f"{out.resolve()} · built {stamp}")
+    rep.raw(_EXTRA_CSS)
+    render = _Renderer(int(size), int(supersample))
+    sections = (
+        ("header", lambda: _section_header(rep, out)),
+        ("metrics", lambda: _section_metrics(rep, out)),
+        ("shapes", lambda: _section_shapes(rep, out, views, render, max_shapes, sif_view)),
+        ("gan", lambda: (rep.heading("GAN samples (IM-NET latent GAN)", anchor="gan"),
+                         _mesh_strip(rep, out, out / "meshes" / "gan", "sample", "GAN", render, views[0],
+                                     strip_limit, "gan-samples"))),
+        ("interp", lambda: (rep.heading("Latent interpolation (IM-NET AE)", anchor="interp"),
+                            _mesh_strip(rep, out, out / "meshes" / "interp", "step", "interpolation", render,
+                                        views[0], strip_limit, "interp-strip"))),
+        ("curves", lambda: _section_curves(rep, out)),
+    )
+    for name, fn in sections:
+        try:
+            fn()
+        except Exception as e:  # a report must not die on one bad piece; say what broke
+            rep.raw(_na(f"{name} section failed: {type(e).__name__}: {e}"))
+    rep.raw(f'<p class="note">{render.count} renders ({int(size)} px, {int(supersample)}x{int(supersample)} '
+            f"supersampling, CPU ray casting) in {render.seconds:.1f} s; report built in "
+            f"{time.perf_counter() - t0:.1f} s.</p>")
+    return rep.write(out / "report" / "index.html")
