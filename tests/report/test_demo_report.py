@@ -17,7 +17,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from impax.conventions import LDIF_ISO_LEVEL, Transform
+from impax.conventions import LDIF_ISO_LEVEL
 from impax.report.figures import ELEMENT_PALETTE, euler_rotation, level_scale, sif_ellipsoids
 
 from browser_util import inspect_page

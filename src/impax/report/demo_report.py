@@ -58,7 +58,7 @@ _MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 _EXTRA_CSS = """<style>
 .na{display:inline-block;color:#8a4b00;background:#fff6e8;border:1px dashed #e0b070;border-radius:4px;
 padding:.4rem .6rem;font-size:.85rem;max-width:240px;text-align:left}
-table.grid td{text-align:center;vertical-align:top;padding:.3rem}
+table.grid td,table.grid th{text-align:center;vertical-align:top;padding:.3rem}
 table.grid td:first-child{text-align:left;font-size:.85rem;max-width:130px;word-break:break-word}
 table.grid img{display:block;margin:0 auto;border:1px solid #eee;border-radius:3px}
 .cap{font-size:.75rem;color:#555;margin-top:.2rem}
