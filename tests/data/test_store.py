@@ -7,6 +7,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from impax.conventions import Transform
 from impax.data.imnet_hdf5 import ImnetHdf5, check_layout
@@ -78,3 +79,15 @@ def test_index_and_export(tmp_path, rng):
         np.testing.assert_array_equal(r.voxels(1)[..., 0], recs["plane_a"]["voxels"])
         np.testing.assert_array_equal(r.points(64, 0), recs["chair_b"]["points_64"])
         np.testing.assert_array_equal(r.pixels(0), recs["chair_b"]["views"])
+
+
+def test_export_without_official_views_leaves_out_pixels(tmp_path, rng):
+    store = ShapeStore(tmp_path / "store")
+    rec = _record(rng, 10)
+    rec["views"] = rec["views"][:4]  # a quick run's 4 views: not the official 24
+    store.write("c_m", rec, _attrs("c", "train", "m"))
+    store.build_index()
+    out = export_imnet_hdf5(store, "train", tmp_path / "x.hdf5")
+    assert check_layout(out) == [] and not ImnetHdf5(out).has_pixels
+    with pytest.raises(ValueError, match="views"):
+        export_imnet_hdf5(store, "train", tmp_path / "y.hdf5", pixels=True)

@@ -76,7 +76,7 @@ class PrepareConfig:
     def quick(cls, **overrides: Any) -> PrepareConfig:
         """Small sizes for smoke runs and tests (``impax prepare --quick``)."""
         base = dict(n_uniform=4096, n_near=4096, n_surface=4096, sdf_grid_res=16, depth_size=64,
-                    n_occupancy=4096, n_views=4, view_size=137)
+                    n_occupancy=4096)
         return cls(**{**base, **overrides})
 
     def to_json(self) -> str:

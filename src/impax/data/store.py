@@ -260,7 +260,7 @@ def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path
     """Write the official IM-NET layout (``voxels``, ``points/values_R``, ``pixels``) + ``.txt`` names.
 
     Shapes of ``split`` (all when None) in id order; names are ``<class>/<model id>`` like the
-    official lists. ``pixels`` defaults to "when every shape has ``views``".
+    official lists. ``pixels`` defaults to "when every shape has 24 views of 137^2".
     """
     from impax.data.imnet_hdf5 import ImnetHdf5Writer
 
@@ -272,8 +272,13 @@ def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path
     if not levels or "voxels" not in entries[ids[0]]["arrays"]:
         raise ValueError(f"{store.root}: shapes have no IM-NET data (voxels/points_R)")
     counts = {lv: entries[ids[0]]["arrays"][f"points_{lv}"][0] for lv in levels}
+    from impax.data.imnet_hdf5 import IMNET_PIXEL_SHAPE
+
+    has_views = all(tuple(entries[i]["arrays"].get("views", ())) == IMNET_PIXEL_SHAPE for i in ids)
     if pixels is None:
-        pixels = all("views" in entries[i]["arrays"] for i in ids)
+        pixels = has_views
+    elif pixels and not has_views:
+        raise ValueError(f"not every shape has views of shape {IMNET_PIXEL_SHAPE} (the official 'pixels')")
     with ImnetHdf5Writer(out_path, levels, counts, pixels=pixels) as w:
         for sid in ids:
             with store.open(sid) as f:
