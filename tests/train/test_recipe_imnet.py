@@ -1,0 +1,217 @@
+"""The imnet-ae recipe end to end on tiny data: run.json, checkpoints, zs export, IoU, resume.
+
+References: the model's own encoder (for the space-to-depth encoder and the exported codes), a
+direct ``IMNetAE.__call__`` on the 64³ cell centres (for the recorded IoU), and an uninterrupted
+run (for SIGKILL and max-steps resumes).
+
+Run as a script (the SIGKILL test's subprocess)::
+
+    python tests/train/test_recipe_imnet.py DATA RUN --kill-at STEP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+#: A tiny preset: 3 shapes, batch 2 (1 step per epoch), 2+1+3 epochs = 6 steps.
+TINY = {
+    "model.ef_dim": 4, "model.gf_dim": 4, "model.z_dim": 16,
+    "stages": [{"level": 16, "epochs": 2, "batch_size": 2, "points": 256},
+               {"level": 32, "epochs": 1, "batch_size": 2, "points": 256},
+               {"level": 64, "epochs": 3, "batch_size": 2, "points": 512}],
+    "train.checkpoint_every_steps": 2, "train.checkpoint_every_seconds": None, "train.log_every_steps": 1,
+    "train.keep_checkpoints": 5, "train.learning_rate": 1e-3, "train.tensorboard": False,
+    "train.async_checkpointing": False, "eval_batch": 32768,
+}
+TOTAL_STEPS = 6
+
+
+def _main(argv: list[str]) -> int:
+    """Subprocess: run the real recipe, SIGKILL-ing itself once ``--kill-at`` steps are done."""
+    import impax.train as T
+    from impax.train.recipes import imnet as R
+
+    data, run, _, kill_at = argv[0], argv[1], argv[2], int(argv[3])
+    real_fit = T.fit
+
+    def fit_with_kill(*a, **kw):
+        def on_step(pos):
+            if pos.global_step >= kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        return real_fit(*a, on_step=on_step, **kw)
+
+    T.fit = fit_with_kill
+    R.train("imnet-ae", data, run, preset="cpu", overrides=TINY, seed=1, progress=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
+
+# ---------------------------------------------------------------------------------------------- tests
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from impax.inference.imnet import load_ae  # noqa: E402
+from impax.train import load_model, named_leaves  # noqa: E402
+from impax.train.recipes import imnet as R  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """Three procedural shapes (sphere, box, torus) prepared with only the IM-NET stage."""
+    from impax.data.pipeline import PrepareConfig
+    from impax.data.prepare import prepare
+    from impax.geometry.shapes import generate
+
+    root = tmp_path_factory.mktemp("imnet_recipe")
+    generate(root / "shapes", 3, seed=0)
+    cfg = PrepareConfig.quick(uniform=False, near=False, surface=False, sdf_grid=False, depth=False,
+                              views=False, occupancy=False)
+    res = prepare(root / "shapes", root / "data", cfg, workers=1, split_fractions=(1.0, 0.0, 0.0),
+                  progress=False)
+    assert res.ok == 3
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted tiny run through ``impax train imnet-ae`` (the CLI, in process)."""
+    from impax.cli import main
+
+    run = tmp_path_factory.mktemp("imnet_recipe_run") / "run"
+    args = ["train", "imnet-ae", "--data", str(tiny_data), "--out", str(run), "--seed", "1", "--no-progress"]
+    for k, v in TINY.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    assert main(args) == 0
+    return run, json.loads((run / "eval_voxel_iou.json").read_text())
+
+
+def _params(run: Path) -> dict[str, np.ndarray]:
+    model, _ = load_ae(run)
+    return {k: np.asarray(v) for k, v in named_leaves(nnx.state(model, nnx.Param)).items()}
+
+
+def _assert_same(a: dict, b: dict, atol: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=atol, err_msg=k)
+
+
+def test_presets_are_frozen_and_paper_matches_imnet_pytorch():
+    p = R.PRESETS["paper"]
+    assert (p.model.z_dim, p.model.ef_dim, p.model.gf_dim, p.model.layout) == (256, 32, 128, "pytorch")
+    assert [(s.level, s.epochs, s.batch_size, s.points) for s in p.stages] == [
+        (16, 200, 32, 4096), (32, 200, 32, 4096), (64, 400, 32, 4096)]
+    assert (p.train.learning_rate, p.train.beta1, p.train.beta2) == (5e-5, 0.5, 0.999)
+    assert p.point_mode == "chunk"
+    with pytest.raises(Exception):
+        p.point_mode = "random"  # frozen
+    cpu = R.apply_overrides(R.PRESETS["cpu"], {"model.gf_dim": 8, "stages.2.epochs": 7})
+    assert cpu.model.gf_dim == 8 and cpu.stages[2].epochs == 7 and cpu.stages[0] == R.CPU.stages[0]
+    with pytest.raises(ValueError, match="unknown config key"):
+        R.apply_overrides(R.CPU, {"model.nope": 1})
+
+
+def test_space_to_depth_encoder_equals_the_model_encoder():
+    from impax.models.imnet import IMNetConfig, VoxelEncoder
+
+    rng = np.random.default_rng(0)
+    vox = (rng.random((2, 64, 64, 64)) > 0.6).astype(np.float32)
+    enc = VoxelEncoder(IMNetConfig(ef_dim=4, z_dim=16), rngs=nnx.Rngs(3))
+    # the encoder's sigmoid saturates little at init: compare pre-sigmoid too through the logit
+    a = np.asarray(enc(vox))
+    b = np.asarray(jax.jit(lambda v: R.encode_s2d(enc, v))(vox))
+    np.testing.assert_allclose(b, a, atol=1e-5)
+    assert a.std() > 1e-3  # not a constant output
+
+    def loss(fn):
+        return lambda e: jax.numpy.sum(fn(e, vox) ** 2)
+
+    g_ref = nnx.grad(loss(lambda e, v: e(v)))(enc)
+    g_s2d = nnx.grad(loss(R.encode_s2d))(enc)
+    for (k, x), (_, y) in zip(named_leaves(g_ref).items(), named_leaves(g_s2d).items()):
+        np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=1e-5, rtol=1e-4, err_msg=k)
+
+
+def test_run_writes_run_json_checkpoints_zs_and_iou(full_run, tiny_data):
+    import h5py
+
+    from impax.data.store import ShapeStore
+    from impax.models.imnet import IMNetAE
+    from impax.conventions import imnet_grid_centres
+
+    run, report = full_run
+    info = json.loads((run / "run.json").read_text())
+    assert info["recipe"] == "imnet-ae" and Path(info["data"]) == tiny_data.absolute()
+    assert info["config"]["model"]["gf_dim"] == 4 and info["config"]["stages"][2]["level"] == 64
+    steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == TOTAL_STEPS and {2, 4} <= set(steps)
+    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records if r["step"] in (1, 3, 6)] == ["level16", "level32", "level64"]
+
+    store = ShapeStore(tiny_data)
+    ids = store.ids("train")
+    model, cfg = load_ae(run)
+    assert isinstance(model, IMNetAE) and cfg.model.z_dim == 16
+    with h5py.File(run / "zs_train.hdf5", "r") as f:
+        assert list(f.keys()) == ["zs"]
+        zs = f["zs"][()]
+    assert zs.shape == (3, 16) and zs.dtype == np.float32
+    assert (run / "zs_train.txt").read_text().split() == ids
+    vox = np.stack([store.read(i, "voxels") for i in ids]).astype(np.float32)
+    np.testing.assert_allclose(zs, np.asarray(model.encoder(vox)), atol=1e-6)
+
+    # recorded IoU == IoU of IMNetAE.__call__ on the 64^3 cell centres, against the stored voxels
+    pts = imnet_grid_centres(64).reshape(1, -1, 3).astype(np.float32)
+    for k, sid in enumerate(ids):
+        _, occ = model(vox[k:k + 1], pts)
+        pred = np.asarray(occ).reshape(64, 64, 64) > 0.5
+        gt = vox[k] > 0
+        union = np.count_nonzero(pred | gt)
+        want = 1.0 if union == 0 else np.count_nonzero(pred & gt) / union
+        assert report["train"]["per_shape"][sid] == pytest.approx(want, abs=1e-9)
+    assert report["train"]["mean_iou"] == pytest.approx(np.mean(list(report["train"]["per_shape"].values())))
+    assert "heldout" not in report  # every shape is in the train split here
+
+
+def test_max_steps_then_rerun_resumes_to_the_same_parameters(full_run, tiny_data, tmp_path):
+    run, _ = full_run
+    part = tmp_path / "run"
+    s1 = R.train("imnet-ae", tiny_data, part, preset="cpu", overrides=TINY, seed=1, max_steps=3, progress=False)
+    assert s1["stopped"] == "max_steps" and s1["global_step"] == 3 and not (part / "zs_train.hdf5").exists()
+    with pytest.raises(ValueError, match="different settings"):
+        R.train("imnet-ae", tiny_data, part, preset="cpu", overrides={**TINY, "train.learning_rate": 2e-3},
+                seed=1, progress=False)
+    s2 = R.train("imnet-ae", tiny_data, part, preset="cpu", overrides=TINY, seed=1, progress=False)
+    assert s2["stopped"] == "done" and s2["global_step"] == TOTAL_STEPS
+    _assert_same(_params(part), _params(run))
+    assert s2["iou_train"] == pytest.approx(json.loads((run / "eval_voxel_iou.json").read_text())["train"]["mean_iou"],
+                                           abs=1e-6)
+
+
+def test_sigkill_halfway_then_rerun_equals_uninterrupted(full_run, tiny_data, tmp_path):
+    run, _ = full_run
+    killed = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, __file__, str(tiny_data), str(killed), "--kill-at", "3"],
+                          capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    assert not (killed / "zs_train.hdf5").exists()
+    saved = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == [2]  # killed after step 3: the step-2 checkpoint is the newest
+    summary = R.train("imnet-ae", tiny_data, killed, preset="cpu", overrides=TINY, seed=1, progress=False)
+    assert summary["stopped"] == "done" and summary["global_step"] == TOTAL_STEPS
+    _assert_same(_params(killed), _params(run))
+    model = R.build_model(R.config_from_dict(json.loads((run / "run.json").read_text())["config"]).model)
+    meta = load_model(killed, model)
+    assert meta["position"]["global_step"] == TOTAL_STEPS
