@@ -161,7 +161,9 @@ def _load_item(item: dict[str, Any]) -> tuple[np.ndarray, Transform | None]:
         t = store.attrs(item["id"]).get("imnet_transform")
         if isinstance(t, str):
             t = json.loads(t)
-        return vox, (Transform.from_dict(t) if isinstance(t, dict) else None)
+        if isinstance(t, dict):
+            t = Transform.from_dict(t)
+        return vox, (t if isinstance(t, Transform) else None)
     from impax.data.imnet_hdf5 import ImnetHdf5
 
     with ImnetHdf5(item["hdf5"]) as f:
