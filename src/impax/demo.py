@@ -26,7 +26,8 @@ behind them are in :func:`make_plan`; measured on 2 shared CPU cores)::
     7   reconstruct-ldif        30       10   same shapes, LDIF from the stored depth images
     8   sample-gan              15        5   6 samples (quick: 3)
     9   interpolate             15        5   6 steps between two training shapes (quick: 4)
-    10  evaluate                45       10   IoU, Chamfer-L1/L2, F-score, NC; GAN COV/MMD/1-NNA
+    10  evaluate                45       10   IoU, Chamfer-L1/L2, F-score, NC (30k surface samples,
+                                              50k IoU points; quick 10k/20k); GAN COV/MMD/1-NNA
     11  report                  40       10   renders (192 px, 2 views; quick: 96 px, 1 view)
         total                  585      130
 
@@ -100,12 +101,13 @@ class RecipePlan:
     preferred: tuple[str, ...]  # preset names used as they are when the recipe defines them
     preset: str = "cpu"  # else this preset ...
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ... with these overrides
+    max_steps: int | None = None  # ... and this step limit (a run stopped by it still reconstructs)
 
-    def choose(self, presets: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    def choose(self, presets: Mapping[str, Any]) -> tuple[str, dict[str, Any], int | None]:
         for name in self.preferred:
             if name in presets:
-                return name, {}
-        return self.preset, dict(self.overrides)
+                return name, {}, None
+        return self.preset, dict(self.overrides), self.max_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +149,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
             ldif=RecipePlan("ldif", ("quick",), "cpu", {}),
             gan=RecipePlan("imnet-gan", ("quick",), "cpu", {}),
             train_recon=1, resolution=32, gan_samples=3, interp_steps=4,
-            metrics={"n_samples": 20_000, "iou_samples": 20_000, "voxel_resolution": 32},
+            metrics={"n_samples": 10_000, "iou_samples": 20_000, "voxel_resolution": 32},
             gen_points=512,
             report={"size": 112, "views": ((35.0, 22.0),), "max_shapes": 4, "supersample": 1, "strip_limit": 4},
             budgets={"shapes": 5, "prepare": 20, "train-imnet-ae": 25, "train-ldif": 20, "train-imnet-gan": 10,
@@ -164,7 +166,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
         ldif=RecipePlan("ldif", ("demo",), "cpu", {}),
         gan=RecipePlan("imnet-gan", ("demo",), "cpu", {}),
         train_recon=2, resolution=64, gan_samples=6, interp_steps=6,
-        metrics={"n_samples": 100_000, "iou_samples": 100_000, "voxel_resolution": 64},
+        metrics={"n_samples": 30_000, "iou_samples": 50_000, "voxel_resolution": 32},
         gen_points=2048,
         report={"size": 192, "views": ((35.0, 22.0), (215.0, 22.0)), "max_shapes": 8, "supersample": 2,
                 "strip_limit": 10},
@@ -360,8 +362,9 @@ class Demo:
             presets = getattr(recipe_module(rp.recipe), "PRESETS", {})
         except Exception as e:  # a recipe that does not import: report it when the stage runs
             return {"available": True, "import_error": f"{type(e).__name__}: {e}"}
-        preset, overrides = rp.choose(presets)
-        return {"available": True, "preset": preset, "overrides": overrides, "seed": self.seed}
+        preset, overrides, max_steps = rp.choose(presets)
+        return {"available": True, "preset": preset, "overrides": overrides, "max_steps": max_steps,
+                "seed": self.seed}
 
     def _wrap(self, name: str, budget: float, key: str, fn: Callable[[], dict[str, Any]]
               ) -> Callable[[], dict[str, Any]]:
@@ -485,15 +488,16 @@ class Demo:
             from impax.train.recipes import recipe_module
 
             mod = recipe_module(rp.recipe)
-            preset, overrides = rp.choose(getattr(mod, "PRESETS", {}))
+            preset, overrides, max_steps = rp.choose(getattr(mod, "PRESETS", {}))
             data = self.run_dir("imnet-ae") if rp.recipe == "imnet-gan" else self.data_dir
-            self.log(f"      {rp.recipe}: preset {preset!r}" + (f" with {len(overrides)} overrides" if overrides else ""))
+            self.log(f"      {rp.recipe}: preset {preset!r}" + (f" with {len(overrides)} overrides" if overrides else "")
+                     + (f", at most {max_steps} steps" if max_steps else ""))
             summary = mod.train(rp.recipe, data=str(data), out=str(run_dir), preset=preset, overrides=overrides,
-                                seed=self.seed, max_steps=None, progress=self.progress)
+                                seed=self.seed, max_steps=max_steps, progress=self.progress)
             stopped = summary.get("stopped", "done")
             if stopped == "signal":
                 raise KeyboardInterrupt
-            if stopped not in ("done", None):
+            if stopped not in ("done", None) and not (stopped == "max_steps" and max_steps is not None):
                 raise StageFailed(f"training stopped: {stopped}")
             keep = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
             return {**keep, "preset": preset}
