@@ -786,9 +786,13 @@ def evaluate_gan(out: str | Path, n_points: int, seed: int = 0) -> dict[str, Any
             problems.append(f"{e['id']}: {err}")
             continue
         ref.append(pts)
-    if not gen or not ref:
-        raise StageFailed(f"no non-empty {'GAN samples' if not gen else 'training shapes'} to compare")
-    res = generation_metrics(gen, ref)
+    if not ref:
+        raise StageFailed("no training shape to compare the GAN samples with")
+    if gen:
+        res = generation_metrics(gen, ref)
+    else:  # every sample came out empty (an under-trained model): say so in the table
+        res = {"coverage": float("nan"), "mmd": float("nan"), "one_nna": float("nan"), "n_generated": 0.0,
+               "n_reference": float(len(ref))}
     tables.write_json({"generation": res, "problems": problems, "points_per_shape": n_points,
                        "frame": "IM-NET frame"}, out / "eval" / "gan" / "summary.json")
     return res
