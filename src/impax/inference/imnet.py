@@ -58,11 +58,12 @@ class DecoderQuery:
     decoder's per-shape precomputation; one compilation for all shapes of a batch size."""
 
     def __init__(self, decoder: Any):
-        from flax import nnx
+        from impax.train.recipes.imnet import _jitted
 
         self.decoder = decoder
-        self._pre = nnx.jit(lambda dec, z: dec.precompute(z))
-        self._app = nnx.jit(lambda dec, p, zp: dec.apply(p[None], zp)[0])
+        self._pre = _jitted()["precompute"]
+        app = _jitted()["apply"]
+        self._app = lambda dec, p, zp: app(dec, p[None], zp)[0]
 
     def __call__(self, z: np.ndarray):
         zp = self._pre(self.decoder, np.asarray(z, np.float32).reshape(1, -1))
