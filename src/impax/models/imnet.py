@@ -27,6 +27,7 @@ the matmuls (``None``: JAX's default, the same setting the benchmark's matmul pe
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -302,14 +303,30 @@ class ImplicitDecoder(nnx.Module):
         return self.apply(points, self.precompute(z))
 
     def for_shape(self, z: jax.Array) -> Callable[[jax.Array], jax.Array]:
-        """A function ``points [P, 3] → occupancy [P]`` for one latent ``z`` ``[z_dim]``, with the
-        z-part of the first (and skip) layers computed once, here (used by mesh extraction)."""
-        zparts = self.precompute(jnp.asarray(z, jnp.float32).reshape(1, -1))
+        """A compiled function ``points [P, 3] → occupancy [P]`` for one latent ``z`` ``[z_dim]``,
+        with the z-part of the first (and skip) layers computed once, here (used by extraction).
+
+        The weights are passed to one jitted program as arguments (not baked in as constants), so
+        every shape and every call with the same ``P`` reuses one compilation. The returned function
+        sees the weights as they are now (later in-place updates of the module are not reflected).
+        """
+        graphdef, state = nnx.split(self)
+        zparts = _precompute_jit(graphdef, state, jnp.asarray(z, jnp.float32).reshape(1, -1))
 
         def query(points: jax.Array) -> jax.Array:
-            return self.apply(jnp.asarray(points, jnp.float32)[None], zparts)[0]
+            return _apply_jit(graphdef, state, jnp.asarray(points, jnp.float32)[None], zparts)[0]
 
         return query
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _precompute_jit(graphdef: Any, state: Any, z: jax.Array) -> tuple[jax.Array, ...]:
+    return nnx.merge(graphdef, state).precompute(z)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply_jit(graphdef: Any, state: Any, points: jax.Array, zparts: tuple[jax.Array, ...]) -> jax.Array:
+    return nnx.merge(graphdef, state).apply(points, zparts)
 
 
 # ----------------------------------------------------------------------------------------------
