@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from impax.models.imnet import leaky_relu, normal_init, xavier_uniform_init
+from impax.models.imnet import leaky_relu, xavier_uniform_init
 
 
 @dataclasses.dataclass(frozen=True)
