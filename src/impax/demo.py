@@ -18,18 +18,23 @@ behind them are in :func:`make_plan`; measured on 2 shared CPU cores)::
 
     #   stage              default  --quick   what
     1   shapes                  10        5   33 built-in shapes, 3 per family (quick: 22, 2 per family)
-    2   prepare                 40       20   impax prepare --quick settings without the 24 SVR views
+    2   prepare                 40       15   impax prepare --quick settings without the 24 SVR views
     3   train-imnet-ae         170       25   imnet-ae "cpu" preset, shortened (quick: tiny model)
-    4   train-ldif             150       20   ldif "cpu" preset, shortened (quick: tiny)
-    5   train-imnet-gan         40       10   imnet-gan on the IM-AE codes
+    4   train-ldif             150       15   ldif "demo"/"quick" preset, else "cpu" with a step limit
+    5   train-imnet-gan         40       10   imnet-gan "demo"/"quick" preset on the IM-AE codes
     6   reconstruct-imnet-ae    30       10   held-out + 2 training shapes at 64^3 (quick: 32^3)
     7   reconstruct-ldif        30       10   same shapes, LDIF from the stored depth images
     8   sample-gan              15        5   6 samples (quick: 3)
     9   interpolate             15        5   6 steps between two training shapes (quick: 4)
-    10  evaluate                45       10   IoU, Chamfer-L1/L2, F-score, NC (30k surface samples,
+    10  evaluate                25       10   IoU, Chamfer-L1/L2, F-score, NC (30k surface samples,
                                               50k IoU points; quick 10k/20k); GAN COV/MMD/1-NNA
-    11  report                  40       10   renders (192 px, 2 views; quick: 96 px, 1 view)
-        total                  585      130
+    11  report                  20       10   renders (192 px, 2 views; quick: 112 px, 1 view)
+        total                  545      120
+
+A recipe's ``demo`` (default) or ``quick`` preset is used as it is when its author provides one
+(``imnet-gan`` does); otherwise the ``cpu`` preset with the overrides above (``imnet-ae``: its
+architecture, 10/20/100 epochs of 8 shapes x 2048 points, ~260 steps on 22 training shapes) or,
+for ``ldif``, a step limit (150 steps; quick 8) until it offers such a preset.
 
 Held-out split: per class, the shapes are ordered by a hash of their id and
 ``max(1, round(0.2 n))`` of them (none for a class of one) go to ``test``; the rest ``train``. For
@@ -146,13 +151,13 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
                 **common_train, "model.ef_dim": 4, "model.gf_dim": 8, "model.z_dim": 32,
                 "stages": _imnet_stages([(16, 4, 8, 1024), (32, 4, 8, 1024), (64, 12, 8, 1024)]),
                 "train.log_every_steps": 2, "heldout_splits": []}),
-            ldif=RecipePlan("ldif", ("quick",), "cpu", {}),
+            ldif=RecipePlan("ldif", ("quick",), "cpu", {}, max_steps=8),
             gan=RecipePlan("imnet-gan", ("quick",), "cpu", {}),
             train_recon=1, resolution=32, gan_samples=3, interp_steps=4,
             metrics={"n_samples": 10_000, "iou_samples": 20_000, "voxel_resolution": 32},
             gen_points=512,
             report={"size": 112, "views": ((35.0, 22.0),), "max_shapes": 4, "supersample": 1, "strip_limit": 4},
-            budgets={"shapes": 5, "prepare": 20, "train-imnet-ae": 25, "train-ldif": 20, "train-imnet-gan": 10,
+            budgets={"shapes": 5, "prepare": 15, "train-imnet-ae": 25, "train-ldif": 15, "train-imnet-gan": 10,
                      "reconstruct-imnet-ae": 10, "reconstruct-ldif": 10, "sample-gan": 5, "interpolate": 5,
                      "evaluate": 10, "report": 10},
         )
@@ -163,7 +168,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
             **common_train,
             "stages": _imnet_stages([(16, 10, 8, 2048), (32, 20, 8, 2048), (64, 100, 8, 2048)]),
             "heldout_splits": []}),
-        ldif=RecipePlan("ldif", ("demo",), "cpu", {}),
+        ldif=RecipePlan("ldif", ("demo",), "cpu", {}, max_steps=150),
         gan=RecipePlan("imnet-gan", ("demo",), "cpu", {}),
         train_recon=2, resolution=64, gan_samples=6, interp_steps=6,
         metrics={"n_samples": 30_000, "iou_samples": 50_000, "voxel_resolution": 32},
@@ -172,7 +177,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
                 "strip_limit": 10},
         budgets={"shapes": 10, "prepare": 40, "train-imnet-ae": 170, "train-ldif": 150, "train-imnet-gan": 40,
                  "reconstruct-imnet-ae": 30, "reconstruct-ldif": 30, "sample-gan": 15, "interpolate": 15,
-                 "evaluate": 45, "report": 40},
+                 "evaluate": 25, "report": 20},
     )
 
 
