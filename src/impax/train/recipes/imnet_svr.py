@@ -289,7 +289,7 @@ def evaluate(model: SVRModel, ae: Any, source: ViewSource, names: Sequence[str],
         zs = encode_images(model.encoder, imgs)
         occ = decode_grid(model.decoder, zs, 64, batch) > threshold
         z_ae = encode_voxels(ae, gt[None].astype(np.float32))
-        ae_occ = decode_grid(ae.generator, z_ae, 64, batch)[0] > threshold
+        ae_occ = decode_grid(model.decoder, z_ae, 64, batch)[0] > threshold  # the AE's decoder, frozen
         per[name] = {"svr": [voxel_iou(o, gt) for o in occ], "views": vs, "mean_latent": voxel_iou(base_occ, gt),
                      "ae": voxel_iou(ae_occ, gt)}
     svr = [x for p in per.values() for x in p["svr"]]
@@ -313,6 +313,8 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     """Train (or resume) an IM-SVR run; see the module docstring. Returns a JSON-able summary with
     ``stopped``, ``global_step``, the last loss and, once done, ``iou_svr`` / ``iou_mean_latent`` /
     ``iou_ae`` on the held-out shapes."""
+    import jax
+
     from impax.train import Stage, fit
 
     if preset not in PRESETS:
@@ -347,7 +349,8 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     loader = ViewLoader(source, names, targets, cfg.batch_size, num_views, seed, cfg.view_mode,
                         cfg.model.image_size, cfg.preload_mb)
     model = SVRModel(cfg.model, ae_cfg.model, rngs=nnx.Rngs(int(seed)))
-    nnx.update(model.decoder, nnx.state(ae.generator))
+    # a copy: the trainer donates the module's buffers, the AE's must stay valid
+    nnx.update(model.decoder, jax.tree.map(np.array, nnx.state(ae.generator)))
     model.train()
     t0 = time.perf_counter()
     res = fit(model, [Stage("svr", loader, cfg.epochs, loss_fn=svr_loss)], out, cfg.train, wrt=encoder_filter(),
