@@ -219,3 +219,21 @@ def test_sif_fixture_matches_original_kernel_mesh(ldif_fixtures):
     assert m["fscore"] > 99.5
     assert m["normal_consistency"] > 0.95
     assert res.query_fraction < 0.1
+
+
+def test_512_stays_under_4gib(tmp_path):
+    """Peak resident memory of a 512^3 extraction, measured in a fresh process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, numpy as np\n"
+        "from impax.inference.extract import extract_mesh\n"
+        "r = extract_mesh(lambda p: np.linalg.norm(p, axis=1) - 0.3, 512, coarse=32)\n"
+        "assert r.query_fraction < 0.05 and len(r.mesh.faces) > 100000\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    peak_gib = int(out.stdout.split()[-1]) / 1024 ** 2
+    assert peak_gib < 4.0
