@@ -63,8 +63,8 @@ def test_grid_inside_loss_trilinear(rng):
     mu = rng.uniform(-0.65, 0.65, size=(1, 20, 3)).astype(np.float32)
     mu[0, 0] = [0.9, 0.0, 0.0]  # outside the grid: value 1e-5
     got = np.asarray(L.interpolate_grid(jnp.asarray(grid), jnp.asarray(mu), jnp.asarray(w2g)))
-    idx = (mu[0] @ w2g[:3, :3].T + w2g[:3, 3]).T
-    want = map_coordinates(grid[0].astype(np.float64), idx, order=1)
+    idx = (mu[0] @ w2g[:3, :3].T + w2g[:3, 3]).T          # (i, j, k) = (x, y, z) grid coordinates
+    want = map_coordinates(grid[0].astype(np.float64), idx[::-1], order=1)   # grid is [z, y, x]
     want[0] = 1e-5
     np.testing.assert_allclose(got[0], want, atol=2e-5)
     s = np.where(want > 0.044, want, 0.0)
@@ -72,3 +72,34 @@ def test_grid_inside_loss_trilinear(rng):
                                np.mean((s + 1e-4) ** 2) + 1e-5, rtol=1e-4)
     cfg = dataclasses.replace(LDIF, grid_inside_weight=0.0)
     assert float(L.grid_inside_loss(cfg, jnp.asarray(mu), jnp.asarray(grid), jnp.asarray(w2g))) == pytest.approx(1e-5)
+
+
+def test_gi_interpolation_of_prepared_grid_matches_mesh_sdf(rng):
+    """The gi loss reads the coarse grid exactly as ``impax prepare`` stores it (``sdf_grid``: [z, y, x]).
+
+    Reference: the mesh's own signed distance at random points (not at the grid nodes). The box is
+    asymmetric (different extents per axis, off-centre), so reading the grid with swapped axes fails.
+    """
+    import trimesh
+
+    from impax.geometry.inside import signed_distance
+    from impax.geometry.voxels import sdf_grid
+
+    box = trimesh.creation.box(extents=(0.9, 0.5, 0.24))
+    box.apply_translation((0.12, -0.06, 0.03))
+    grid, w2g = sdf_grid(box, 32, 0.7)
+    pts = rng.uniform(-0.6, 0.6, size=(1, 400, 3)).astype(np.float32)
+    want = signed_distance(box, pts[0])
+
+    def interp(g):
+        return np.asarray(L.interpolate_grid(jnp.asarray(g[None]), jnp.asarray(pts), jnp.asarray(w2g)))[0]
+
+    err = np.abs(interp(grid) - want)
+    assert err.mean() < 2e-3 and err.max() < 0.02, (err.mean(), err.max())
+    swapped = np.abs(interp(np.ascontiguousarray(grid.transpose(2, 1, 0))) - want)
+    assert swapped.mean() > 10 * err.mean()
+    # and the loss uses that lookup: one centre deep outside the box (s > igt) is penalised by s^2
+    mu = np.array([[[-0.55, 0.5, -0.5]]], np.float32)
+    s = float(signed_distance(box, mu[0])[0])
+    got = float(L.grid_inside_loss(LDIF, jnp.asarray(mu), jnp.asarray(grid[None]), jnp.asarray(w2g)))
+    assert got == pytest.approx((s + 1e-4) ** 2 + 1e-5, rel=0.05)

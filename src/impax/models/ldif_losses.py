@@ -64,29 +64,33 @@ def center_magnitude_loss(cfg: LdifConfig, centers: jax.Array) -> jax.Array:
 
 
 def interpolate_grid(grid: jax.Array, points: jax.Array, world2grid: jax.Array) -> jax.Array:
-    """Trilinear interpolation as ``interpolate_util.interpolate``.
+    """Trilinear interpolation as ``interpolate_util.interpolate`` (google/ldif).
 
     Args:
-        grid: ``[B, X, Y, Z]``, indexed (x, y, z) as impax grids (the original's GAPS grids are
-            stored ``[z, y, x]``; transpose those first).
-        points: ``[B, M, 3]`` world points. world2grid: ``[B, 4, 4]`` (or ``[4, 4]``) world → index.
+        grid: ``[B, Z, Y, X]`` node values in GAPS ``.grd`` order, as the original reads
+            ``coarse_grid.grd`` (``[depth, height, width]``) and as
+            :func:`impax.geometry.voxels.sdf_grid` stores it: ``grid[b, k, j, i]`` is the node with
+            grid coordinates ``(i, j, k)``.
+        points: ``[B, M, 3]`` world (x, y, z) points. world2grid: ``[B, 4, 4]`` (or ``[4, 4]``) world
+            → continuous grid coordinates ``(i, j, k)`` (x, y, z order, as GAPS' matrix).
 
     Returns ``[B, M]``; fractional weights are clipped to ``[1e-5, 1 - 1e-5]`` and points whose
-    cell leaves the grid get ``1e-5`` (no gradient), as the original.
+    cell leaves the grid get ``1e-5`` (no gradient), as the original. Same values as the numpy
+    :func:`impax.geometry.voxels.interpolate_grid` inside the grid.
     """
     w2g = jnp.broadcast_to(world2grid, points.shape[:1] + (4, 4))
-    gp = jnp.einsum("bij,bmj->bmi", w2g[:, :3, :3], points) + w2g[:, None, :3, 3]
+    gp = jnp.einsum("bij,bmj->bmi", w2g[:, :3, :3], points) + w2g[:, None, :3, 3]   # (i, j, k)
     lower = jnp.floor(gp)
     alpha = jnp.clip(gp - lower, 1e-5, 1 - 1e-5)
     lo = lower.astype(jnp.int32)
     hi = jnp.ceil(gp).astype(jnp.int32)
-    size = jnp.array(grid.shape[1:], jnp.int32)
+    size = jnp.array([grid.shape[3], grid.shape[2], grid.shape[1]], jnp.int32)       # x, y, z sizes
     invalid = jnp.any(lo < 0, axis=-1) | jnp.any(hi > size - 1, axis=-1)
     lo = jnp.where(invalid[..., None], 0, lo)
     hi = jnp.where(invalid[..., None], 0, hi)
 
     def gather(ix, iy, iz):
-        return jax.vmap(lambda g, a, b, c: g[a, b, c])(grid, ix, iy, iz)
+        return jax.vmap(lambda g, a, b, c: g[c, b, a])(grid, ix, iy, iz)
 
     ax, ay, az = alpha[..., 0], alpha[..., 1], alpha[..., 2]
     out = 0.0
@@ -98,7 +102,8 @@ def interpolate_grid(grid: jax.Array, points: jax.Array, world2grid: jax.Array) 
 
 
 def grid_inside_loss(cfg: LdifConfig, centers: jax.Array, grid: jax.Array, world2grid: jax.Array) -> jax.Array:
-    """``ig * mean((s(mu) 1[s(mu) > igt] + 1e-4)^2) + 1e-5``, s = trilinear coarse-SDF lookup."""
+    """``ig * mean((s(mu) 1[s(mu) > igt] + 1e-4)^2) + 1e-5``, s = trilinear lookup of the coarse SDF
+    grid ``[B, Z, Y, X]`` (GAPS order, as stored by ``impax prepare``; see :func:`interpolate_grid`)."""
     s = interpolate_grid(grid, centers, world2grid)
     s = jnp.where(s > cfg.grid_inside_threshold, s, 0.0)
     return cfg.grid_inside_weight * jnp.mean(jnp.square(s + 1e-4)) + 1e-5
