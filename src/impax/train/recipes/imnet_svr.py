@@ -98,8 +98,9 @@ CPU = ImnetSVRConfig(
 DEMO = dataclasses.replace(CPU, epochs=20, eval_views=(23,))
 #: Seconds (plus compilation): tests.
 QUICK = dataclasses.replace(
-    CPU, model=dataclasses.replace(SVRConfig(), img_ef_dim=2), batch_size=4, epochs=2, eval_views=(23,),
-    train=dataclasses.replace(CPU.train, log_every_steps=1, checkpoint_every_steps=2, tensorboard=False))
+    CPU, model=dataclasses.replace(SVRConfig(), img_ef_dim=2), batch_size=4, epochs=20, eval_views=(23,),
+    train=dataclasses.replace(CPU.train, learning_rate=3e-3, log_every_steps=5, checkpoint_every_steps=10,
+                              tensorboard=False))
 
 PRESETS: dict[str, ImnetSVRConfig] = {"paper": PAPER, "cpu": CPU, "demo": DEMO, "quick": QUICK}
 
