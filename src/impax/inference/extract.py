@@ -201,11 +201,13 @@ def dense_grid(fn: ImplicitFn, resolution: int, *, half: float | None = 0.5, bou
     IM-NET's test script and LDIF's ``predict.py``, which both query every grid point).
     """
     lo, hi = _bounds(half, bounds)
-    n = int(resolution) + 1
-    step = (hi - lo) / int(resolution)
-    ev = _Evaluator(fn, batch_size)
+    return _dense_values(_Evaluator(fn, batch_size), int(resolution), lo, (hi - lo) / int(resolution))
+
+
+def _dense_values(ev: _Evaluator, resolution: int, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
+    n = resolution + 1
     out = np.empty(n ** 3, dtype=np.float32)
-    # Evaluate slab by slab so the coordinate array stays small at 512^3.
+    # slab by slab, so the coordinate array stays small at 512^3
     per_slab = n * n
     for x in range(n):
         idx = np.arange(x * per_slab, (x + 1) * per_slab)
@@ -330,12 +332,7 @@ def extract_dense(fn: ImplicitFn, resolution: int = 256, *, level: float = 0.0, 
     step = (hi - lo) / resolution
     ev = _Evaluator(fn, batch_size)
     n = resolution + 1
-    grid = np.empty(n ** 3, dtype=np.float32)
-    per_slab = n * n
-    for x in range(n):
-        idx = np.arange(x * per_slab, (x + 1) * per_slab)
-        grid[x * per_slab:(x + 1) * per_slab] = ev(_node_points(idx, n, lo, step))
-    grid = grid.reshape(n, n, n)
+    grid = _dense_values(ev, resolution, lo, step)
     nan_count = _sanitize(grid, level, inside)
     mesh, msg = _finish(grid, level, inside, lo, step, transform, frame)
     if nan_count:
