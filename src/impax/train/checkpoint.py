@@ -64,7 +64,13 @@ def is_key(x: Any) -> bool:
 
 
 def host_copy(x: Any) -> np.ndarray:
-    """A fresh host numpy copy of an array; typed PRNG keys become their uint32 key data."""
+    """A fresh host numpy copy of an array; typed PRNG keys become their uint32 key data.
+
+    An array replicated over several processes is read from this process's first copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if not x.is_fully_replicated:
+            raise ValueError("cannot copy an array sharded over other processes to this host")
+        x = x.addressable_data(0)
     if is_key(x):
         x = jax.random.key_data(x)
     return np.array(jax.device_get(x))
@@ -74,7 +80,8 @@ def from_host(x: np.ndarray, like: Any) -> Any:
     """Inverse of :func:`host_copy` for a leaf shaped like ``like`` (re-wraps PRNG keys)."""
     if is_key(like):
         return jax.random.wrap_key_data(np.asarray(x), impl=jax.random.key_impl(like))
-    return np.asarray(x).astype(np.asarray(like).dtype, copy=False)
+    dtype = like.dtype if hasattr(like, "dtype") else np.asarray(like).dtype
+    return np.asarray(x).astype(dtype, copy=False)
 
 
 def to_host(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:

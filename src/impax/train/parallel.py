@@ -9,8 +9,12 @@ does not depend on the device count. The mesh uses ``AxisType.Auto``: jax 0.10's
 With one device there is no mesh and no sharding annotation at all: the step is a plain
 ``jax.jit`` and batches are put on the default device, so a single device costs nothing extra.
 
-Single process only: the loader's batch is the global batch. Multi-host training would build it
-with ``jax.make_array_from_process_local_data`` (not implemented).
+Several processes (after :func:`impax.train.distributed.initialize`): the mesh spans the first
+``num_devices`` local devices of *every* process, ordered by process, so process ``i`` holds the
+``i``-th contiguous block of each global batch. :meth:`DataParallel.put_batch` takes the global
+host batch (every process loads the same one; each keeps its rows) or, with ``local=True``, only
+this process's rows, and builds the global array with ``jax.make_array_from_process_local_data``.
+Replicated state is built from host values that are the same on every process.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ DATA_AXIS = "data"
 
 
 class DataParallel:
-    """Placement of batches and state on the first ``num_devices`` local devices."""
+    """Placement of batches and state on the first ``num_devices`` local devices of every process.
+
+    ``num_devices`` is the total (global) device count of the mesh, ``local_num_devices`` this
+    process's share; with one process they are equal.
+    """
 
     def __init__(self, num_devices: int | None = None):
         devices = jax.local_devices()
@@ -36,32 +44,76 @@ class DataParallel:
         if n > len(devices):
             raise ValueError(f"asked for {n} devices but only {len(devices)} are available "
                              f"({devices[0].platform})")
-        self.num_devices = n
-        self.devices = devices[:n]
-        if n == 1:
+        self.process_index = jax.process_index()
+        self.process_count = jax.process_count()
+        self.local_num_devices = n
+        self.local_devices = devices[:n]
+        if self.process_count == 1:
+            self.devices = self.local_devices
+        else:  # the first n local devices of every process, process by process
+            by_proc: dict[int, list[Any]] = {}
+            for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
+                by_proc.setdefault(d.process_index, []).append(d)
+            short = {p: len(ds) for p, ds in by_proc.items() if len(ds) < n}
+            if short:
+                raise ValueError(f"asked for {n} devices per process but processes {short} have fewer")
+            self.devices = [d for p in sorted(by_proc) for d in by_proc[p][:n]]
+        self.num_devices = len(self.devices)
+        if self.num_devices == 1:
             self.mesh = None
             self.batch_sharding: Any = self.devices[0]
             self.replicated: Any = self.devices[0]
         else:
-            self.mesh = jax.make_mesh((n,), (DATA_AXIS,),
+            self.mesh = jax.make_mesh((self.num_devices,), (DATA_AXIS,),
                                       axis_types=(jax.sharding.AxisType.Auto,), devices=self.devices)
             self.batch_sharding = NamedSharding(self.mesh, P(DATA_AXIS))
             self.replicated = NamedSharding(self.mesh, P())
 
-    def put_batch(self, batch: Any) -> Any:
-        """Host batch (dict of numpy arrays) → device arrays, split along axis 0 over the mesh."""
+    @property
+    def multi_process(self) -> bool:
+        return self.process_count > 1
+
+    def put_batch(self, batch: Any, local: bool = False) -> Any:
+        """Host batch (dict of numpy arrays) → device arrays, split along axis 0 over the mesh.
+
+        ``batch`` is the global batch (each process keeps its block of rows, see
+        :func:`impax.train.distributed.process_rows`) or, with ``local=True``, already this
+        process's rows.
+        """
         if self.num_devices > 1:
+            factor = 1 if (local or not self.multi_process) else self.process_count
             for leaf in jax.tree.leaves(batch):
                 size = np.shape(leaf)[0] if np.ndim(leaf) else None
-                if size is None or size % self.num_devices:
+                if size is None or size % (self.local_num_devices * factor):
                     raise ValueError(
                         f"batch leaf of shape {np.shape(leaf)} cannot be split over "
                         f"{self.num_devices} devices: the leading (batch) axis must be a multiple "
-                        "of the device count")
-        return jax.device_put(batch, self.batch_sharding)
+                        "of the device count" + (" (per process)" if local else ""))
+        if not self.multi_process:
+            return jax.device_put(batch, self.batch_sharding)
+        if not local:
+            from impax.train.distributed import local_part
+
+            batch = local_part(batch, self.process_index, self.process_count)
+        return jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(x)),
+            batch)
 
     def put_replicated(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.replicated)
+        """Copies of ``tree`` on every device of the mesh (the values must agree across processes)."""
+        if not self.multi_process:
+            return jax.device_put(tree, self.replicated)
+        return jax.tree.map(self._replicate_global, tree)
+
+    def _replicate_global(self, x: Any) -> Any:
+        from impax.train.checkpoint import host_copy, is_key
+
+        if is_key(x):
+            impl = jax.random.key_impl(x)
+            data = self._replicate_global(host_copy(x))
+            return jax.random.wrap_key_data(data, impl=impl)
+        host = host_copy(x) if isinstance(x, jax.Array) else np.asarray(x)
+        return jax.make_array_from_callback(host.shape, self.replicated, lambda idx: host[idx])
 
     def jit(self, fn: Callable, donate_argnums: tuple[int, ...] = ()) -> Callable:
         """``jax.jit`` with outputs replicated over the mesh (plain jit on one device)."""

@@ -25,6 +25,15 @@ steps, and before every checkpoint), so the host does not wait on the device eac
 non-finite value raises :class:`TrainingDiverged` naming the first offending step and metric;
 checkpoints are only written after the steps before them were checked, so the last one on disk is
 good.
+
+Several processes (:mod:`impax.train.distributed`): every process runs :func:`fit` with the same
+arguments and run folder (on a shared file system). Each keeps its block of rows of every global
+batch; all processes take part in every checkpoint save and restore (orbax writes replicated
+arrays from process 0 only) and only process 0 writes ``metrics.jsonl``, TensorBoard events,
+``train_config.json`` and the progress bar. Decisions that start collective work and could differ
+between processes — a checkpoint due by wall time, a stop requested by a signal — are taken at log
+steps (every ``log_every_steps``) by all processes together. The returned module holds ordinary
+arrays on this process's first device, so code after :func:`fit` runs as in a single process.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from flax import nnx
 from impax.configs import save_json, to_dict
 from impax.train.checkpoint import CheckpointStore, from_host, host_copy, named_leaves, to_host
 from impax.train.config import RESUMABLE_FIELDS, Position, Stage, StepFn, TrainConfig
+from impax.train.distributed import agree_any
 from impax.train.parallel import DataParallel, Prefetcher
 from impax.train.runlog import RunLog
 
@@ -73,7 +83,9 @@ class FitResult:
     """What :func:`fit` returns. ``model`` is the caller's module, updated in place.
 
     ``stopped``: ``"completed"`` (all stages done), ``"max_steps"`` or ``"signal"``.
-    ``metrics``: the last ``metrics.jsonl`` record written (``{}`` if none).
+    ``metrics``: the last ``metrics.jsonl`` record written (``{}`` if none; the same numbers
+    on every process, although only process 0 writes the file).
+    ``num_devices``: devices of the mesh over all processes; ``num_processes``: processes.
     """
 
     model: nnx.Module
@@ -83,6 +95,7 @@ class FitResult:
     checkpoint_step: int | None
     num_devices: int
     run_dir: Path
+    num_processes: int = 1
 
     @property
     def global_step(self) -> int:
@@ -195,7 +208,9 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
                   + [from_host(host_opt[n], x) for n, x in zip(opt_names, leaves[n_model:])])
     leaves = dp.put_replicated(leaves)
     key_data = dp.put_replicated(base_key)
-    save_json(config, run_dir / "train_config.json")
+    primary = dp.process_index == 0
+    if primary:
+        save_json(config, run_dir / "train_config.json")
 
     stage_meta = [{"name": s.name, "epochs": s.epochs, "batches_per_epoch": len(s.loader)}
                   for s in stages]
@@ -204,9 +219,10 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         return {"position": pos.to_dict(), "rng_key": base_key.tolist(), "config": to_dict(config),
                 "stages": stage_meta, "extra": dict(extra_meta or {})}
 
-    log = RunLog(run_dir, resume_step=pos.global_step, tensorboard=config.tensorboard)
+    log: Any = (RunLog(run_dir, resume_step=pos.global_step, tensorboard=config.tensorboard)
+                if primary else _NoLog())
     total = sum(len(s.loader) * s.epochs for s in stages)
-    bar = _progress(config.progress, total, pos.global_step)
+    bar = _progress(config.progress and primary, total, pos.global_step)
     compiled: dict[int, Callable] = {}
     pending: list[tuple[int, str, Any, Any]] = []  # (step, stage, loss, metrics) on device
     interval = _Interval()
@@ -219,7 +235,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         """Fetch pending losses; raise TrainingDiverged at the first non-finite value."""
         if not pending:
             return
-        host = jax.device_get([(p[2], p[3]) for p in pending])
+        host = jax.tree.map(host_copy, [(p[2], p[3]) for p in pending])
         for (step, stage_name, _, _), (loss, metrics) in zip(pending, host):
             bad = _first_non_finite(loss, metrics)
             if bad is not None:
@@ -235,7 +251,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
             return
         scalars = interval.means()
         for label, i in lr_index.items():
-            scalars[label] = float(jax.device_get(leaves[i]))
+            scalars[label] = float(host_copy(leaves[i]))
         now = time.monotonic()
         perf = interval.perf(now)
         last_record = log.write(pos.global_step, stage_name, epoch, scalars, perf)
@@ -271,7 +287,9 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
             interval.reset(time.monotonic())
             batches = _stage_batches(stage, pos)
             epoch_done = pos.epoch
-            with Prefetcher(batches, dp.put_batch, config.prefetch) as prefetched:
+            local = bool(getattr(stage.loader, "process_local", False))
+            with Prefetcher(batches, lambda b, local=local: dp.put_batch(b, local=local),
+                            config.prefetch) as prefetched:
                 for batch in prefetched:
                     leaves, loss, metrics = step_fn(leaves, batch, key_data,
                                                     np.uint32(pos.global_step))
@@ -285,19 +303,24 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
                     bar.update(1)
                     if on_step is not None:
                         on_step(pos)
-                    if pos.global_step % config.log_every_steps == 0:
+                    at_log = pos.global_step % config.log_every_steps == 0
+                    if at_log:
                         write_log(stage.name, epoch_done)
                     elif len(pending) >= MAX_PENDING:
                         flush()
+                    time_due = (config.checkpoint_every_seconds is not None
+                                and time.monotonic() - last_save >= config.checkpoint_every_seconds)
+                    stop_now = stop_flag.requested
+                    if dp.multi_process:  # the same decision on every process, at log steps
+                        time_due, stop_now = (agree_any([time_due, stop_now]) if at_log
+                                              else (False, False))
                     if ((config.checkpoint_every_steps
-                         and pos.global_step % config.checkpoint_every_steps == 0)
-                            or (config.checkpoint_every_seconds is not None
-                                and time.monotonic() - last_save >= config.checkpoint_every_seconds)):
+                         and pos.global_step % config.checkpoint_every_steps == 0) or time_due):
                         save()
                     if config.max_steps is not None and pos.global_step >= config.max_steps:
                         stopped = "max_steps"
                         break
-                    if stop_flag.requested:
+                    if stop_now:
                         stopped = "signal"
                         break
             write_log(stage.name, epoch_done)
@@ -306,12 +329,15 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         flush()
         save()
         store.wait()
+        if dp.multi_process:  # plain arrays on this process's first device
+            dev = dp.local_devices[0]
+            leaves = [jax.device_put(from_host(host_copy(x), x), dev) for x in leaves]
         state_now = jax.tree.unflatten(treedef, leaves)
         trained, _ = nnx.merge(graphdef, state_now)
         nnx.update(model, nnx.state(trained))
         return FitResult(model=model, position=pos, stopped=stopped, metrics=last_record,
                          checkpoint_step=store.latest_step(), num_devices=dp.num_devices,
-                         run_dir=run_dir)
+                         run_dir=run_dir, num_processes=dp.process_count)
     finally:
         stop_flag.uninstall()
         bar.close()
@@ -454,6 +480,19 @@ class _StopFlag:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+
+
+class _NoLog:
+    """The log of processes other than 0: nothing is written."""
+
+    def write(self, step: int, stage: str, epoch: int, scalars: Mapping[str, float],
+              perf: Mapping[str, float]) -> dict[str, Any]:
+        rec: dict[str, Any] = {"step": int(step), "stage": stage, "epoch": int(epoch)}
+        rec.update({k: float(v) for k, v in scalars.items()})
+        rec.update({k: float(v) for k, v in perf.items()})
+        return rec
+
+    def close(self) -> None: ...
 
 
 class _NoBar:
