@@ -214,7 +214,7 @@ def _gan_metrics(out: Path) -> dict[str, Any]:
 def _section_metrics(rep: Report, out: Path) -> None:
     rep.heading("Reconstruction metrics (held-out shapes)", anchor="metrics")
     rep.paragraph("IoU: volumetric IoU on uniform samples; Chamfer-L1/L2 and F-score (tau = 0.01) on "
-                  "100k surface samples; NC: normal consistency. Means over classes (each class weighs "
+                  "area-weighted surface samples (100k by default; the demo uses fewer to fit its time budget); NC: normal consistency. Means over classes (each class weighs "
                   "the same, as in the papers' tables) and over shapes; failed shapes are left out of "
                   "the means and counted.")
     cols = ["class", "n", "failed", *[lab for _, lab in TABLE_METRICS]]
