@@ -163,9 +163,11 @@ class ViewSource:
 
     def num_views(self, name: str) -> int:
         if self.kind == "store":
-            for e in self.store.entries():
-                if e["id"] == name:
-                    return int(e["arrays"]["views"][0])
+            if not hasattr(self, "_nviews"):
+                self._nviews = {e["id"]: int(e["arrays"]["views"][0]) for e in self.store.entries()
+                                if "views" in e.get("arrays", {})}
+            if name in self._nviews:
+                return self._nviews[name]
         return int(self.views(name).shape[0])
 
     def voxels(self, name: str) -> np.ndarray:
