@@ -84,20 +84,21 @@ def _thin_plate_sdf(p):
     return np.minimum(s, b).astype(np.float32)
 
 
-def test_thin_feature_recovered_by_margin():
+def test_thin_feature_recovered_by_default_margin():
     from impax.evaluation.metrics import iou_uniform
 
     dense = extract_dense(_thin_plate_sdf, 128)
-    with_margin = extract_mesh(_thin_plate_sdf, 128, coarse=32, lipschitz=1.0)
-    without = extract_mesh(_thin_plate_sdf, 128, coarse=32, lipschitz=None, margin=0.0, dilate=0)
-    iou_m = iou_uniform(with_margin.mesh, dense.mesh, n=200_000, seed=1)
+    default = extract_mesh(_thin_plate_sdf, 128, coarse=32)  # the default safety margin
+    lipschitz = extract_mesh(_thin_plate_sdf, 128, coarse=32, margin=0.0, lipschitz=1.0)
+    without = extract_mesh(_thin_plate_sdf, 128, coarse=32, margin=0.0)  # default dilation, no margin
     iou_0 = iou_uniform(without.mesh, dense.mesh, n=200_000, seed=1)
-    assert iou_m >= 0.99
+    for with_margin in (default, lipschitz):
+        assert iou_uniform(with_margin.mesh, dense.mesh, n=200_000, seed=1) >= 0.99
+        assert np.sum(with_margin.mesh.vertices[:, 0] > 0.08) > 100
+        assert with_margin.queries < 0.3 * dense.queries
     # without the margin the plate (5% of the volume) is lost entirely: the test can tell
     assert iou_0 < 0.97
     assert np.sum(without.mesh.vertices[:, 0] > 0.08) == 0
-    assert np.sum(with_margin.mesh.vertices[:, 0] > 0.08) > 100
-    assert with_margin.queries < 0.3 * dense.queries
 
 
 def test_jitted_fn_compiles_once_with_padding():
