@@ -2,7 +2,12 @@
 
     python -m benchmarks            # full mode (measurements for the notes)
     python -m benchmarks --short    # small sizes; what CI runs to keep the suite working
-    python -m benchmarks --only decoder extract
+    python -m benchmarks --only decoder extract   # by module (bench_decoder, bench_extract)
+    python -m benchmarks --list                   # workload names
+
+Each workload runs in its own Python process (``--in-process`` to change that), so the RSS column
+is the peak resident memory of that workload alone (JAX and the libraries included: about the
+first 300-400 MiB are the runtime), and its compilation count starts from zero.
 
 Each workload module in this folder defines ``WORKLOADS: dict[str, callable(short: bool) -> list[Result]]``.
 No thresholds are asserted here: the table reports throughput, achieved GFLOP/s, the ratio to the
@@ -12,21 +17,28 @@ matmul peak measured in the same run, compilations in steady state and peak resi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from benchmarks.common import Result, matmul_peak
 
-# Workload modules, in table order. A module missing a dependency is reported, not fatal.
-MODULES = ["bench_decoder", "bench_train", "bench_sif", "bench_extract", "bench_prepare", "bench_render"]
+# Workload modules, in table order. A module not written yet is skipped; one that fails to import
+# is reported, not fatal.
+MODULES = ["bench_decoder", "bench_train", "bench_sif", "bench_extract", "bench_prepare", "bench_render",
+           "bench_geometry", "bench_scaling"]
+_RESULT_MARK = "@@impax-bench-results@@ "
 
 
-def _collect(short: bool, only: list[str] | None) -> tuple[list[Result], list[str]]:
-    results, errors = [], []
+def _workloads(errors: list[str]) -> list[tuple[str, str]]:
+    """(module, workload name) for every workload of every importable module, in table order."""
+    out = []
     for mod_name in MODULES:
         try:
             mod = importlib.import_module(f"benchmarks.{mod_name}")
@@ -35,16 +47,67 @@ def _collect(short: bool, only: list[str] | None) -> tuple[list[Result], list[st
                 continue  # workload not written yet
             errors.append(f"{mod_name}: import failed: {e}")
             continue
-        for name, fn in getattr(mod, "WORKLOADS", {}).items():
-            if only and not any(o in name for o in only):
-                continue
-            t0 = time.perf_counter()
-            try:
-                results.extend(fn(short))
-            except Exception as e:  # a broken workload must not hide the others
-                errors.append(f"{name}: {type(e).__name__}: {e}")
-            print(f"  [{name}] {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-    return results, errors
+        except Exception as e:  # noqa: BLE001 - a broken module must not hide the others
+            errors.append(f"{mod_name}: import failed: {type(e).__name__}: {e}")
+            continue
+        out.extend((mod_name, name) for name in getattr(mod, "WORKLOADS", {}))
+    return out
+
+
+def select(workloads: list[tuple[str, str]], only: list[str] | None) -> list[tuple[str, str]]:
+    """``--only`` without substring ambiguity: each token selects the workload with exactly that
+    name if there is one, else every workload of the module ``bench_<token>`` (or ``<token>``), else
+    the workloads whose name contains it."""
+    if not only:
+        return list(workloads)
+    chosen: set[tuple[str, str]] = set()
+    for tok in only:
+        exact = [w for w in workloads if w[1] == tok]
+        module = [w for w in workloads if w[0] in (tok, f"bench_{tok}")]
+        chosen.update(exact or module or [w for w in workloads if tok in w[1]])
+    return [w for w in workloads if w in chosen]
+
+
+def _run_one(mod_name: str, name: str, short: bool) -> list[Result]:
+    mod = importlib.import_module(f"benchmarks.{mod_name}")
+    return list(mod.WORKLOADS[name](short))
+
+
+def _worker(mod_name: str, name: str, short: bool) -> int:
+    """Child process: run one workload, print its rows as one JSON line after a marker."""
+    results = _run_one(mod_name, name, short)
+    print(_RESULT_MARK + json.dumps([dataclasses.asdict(r) for r in results], default=str), flush=True)
+    return 0
+
+
+def _collect(short: bool, selected: list[tuple[str, str]], in_process: bool,
+             timeout: float) -> tuple[list[Result], list[str], dict[str, float]]:
+    """Run each workload; by default each in its own Python process, so that its peak RSS (and its
+    compilation count) is its own and not the high-water mark of everything run before it."""
+    results, errors, wall = [], [], {}
+    for mod_name, name in selected:
+        t0 = time.perf_counter()
+        try:
+            if in_process:
+                results.extend(_run_one(mod_name, name, short))
+            else:
+                cmd = [sys.executable, "-m", "benchmarks", "--worker", mod_name, name] + (["--short"] if short else [])
+                cp = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout)
+                rows = [ln for ln in cp.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
+                other = "\n".join(ln for ln in cp.stdout.splitlines() if not ln.startswith(_RESULT_MARK))
+                if other.strip():
+                    print(other, file=sys.stderr, flush=True)
+                if cp.returncode != 0 or not rows:
+                    errors.append(f"{name}: worker exited with status {cp.returncode} (traceback above)")
+                else:
+                    results.extend(Result(**d) for d in json.loads(rows[-1][len(_RESULT_MARK):]))
+        except subprocess.TimeoutExpired:
+            errors.append(f"{name}: timed out after {timeout:.0f}s")
+        except Exception as e:  # a broken workload must not hide the others
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+        wall[name] = round(time.perf_counter() - t0, 1)
+        print(f"  [{name}] {wall[name]:.1f}s", file=sys.stderr, flush=True)
+    return results, errors, wall
 
 
 def format_table(peak: Result, results: list[Result]) -> str:
@@ -58,8 +121,8 @@ def format_table(peak: Result, results: list[Result]) -> str:
             f"{'' if g is None else f'{g:9.1f}':>9s} {'' if g is None else f'{100 * g / pk:6.1f}%':>7s} "
             f"{r.steady_compiles:>8d} {r.peak_rss_mib:>8.0f}"
         )
-        for k, v in r.extra.items():
-            lines.append(f"{'':46s}{k}: {v}")
+        if r.extra:
+            lines.append(f"{'':4s}" + ", ".join(f"{k}={v}" for k, v in r.extra.items()))
     return "\n".join(lines)
 
 
@@ -67,17 +130,43 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--short", action="store_true", help="small sizes (CI smoke mode)")
-    p.add_argument("--only", nargs="*", help="run only workloads whose name contains one of these")
+    p.add_argument("--only", nargs="*", help="workload names, module names (decoder = bench_decoder) or, "
+                   "failing both, substrings of workload names")
+    p.add_argument("--list", action="store_true", help="list the workloads and exit")
+    p.add_argument("--in-process", action="store_true",
+                   help="run all workloads in this process (RSS is then the running high-water mark)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per workload (default 120 short, 600 full)")
     p.add_argument("--json", default="benchmarks/results/latest.json", help="where to write the table as JSON")
+    p.add_argument("--worker", nargs=2, metavar=("MODULE", "WORKLOAD"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.worker:
+        return _worker(args.worker[0], args.worker[1], args.short)
+
+    errors: list[str] = []
+    selected = select(_workloads(errors), args.only)
+    if args.list:
+        for mod_name, name in selected:
+            print(f"{name:32s} ({mod_name})")
+        return 0
 
     import jax
 
+    t_start = time.perf_counter()
+    load0 = os.getloadavg()
     peak = matmul_peak(1024 if args.short else 2048)
-    results, errors = _collect(args.short, args.only)
+    timeout = args.timeout or (120.0 if args.short else 600.0)
+    results, run_errors, wall = _collect(args.short, selected, args.in_process, timeout)
+    errors += run_errors
+    total = time.perf_counter() - t_start
+    load1 = os.getloadavg()
     table = format_table(peak, results)
     print(f"impax benchmarks ({'short' if args.short else 'full'}) on {jax.devices()[0].device_kind}, "
-          f"{jax.device_count()} device(s), {platform.processor() or platform.machine()}")
+          f"{jax.device_count()} device(s), {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; "
+          f"{total:.0f}s in all")
+    print("RSS: peak resident memory of the process that ran the workload"
+          + (" (all in one process: running high-water mark)" if args.in_process
+             else " (each workload in its own process)"))
     print(table)
     for e in errors:
         print(f"ERROR {e}")
@@ -86,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "mode": "short" if args.short else "full",
         "device": str(jax.devices()[0]),
+        "cpus": os.cpu_count(),
+        "load_average": {"start": load0, "end": load1},
+        "rss": "in-process high-water mark" if args.in_process else "per workload process",
+        "total_seconds": round(total, 1),
+        "workload_seconds": wall,
         "peak_gflops": peak.gflops(),
+        "peak": dict(peak.__dict__, gflops=peak.gflops()),
         "results": [dict(r.__dict__, gflops=r.gflops(),
                          ratio_to_peak=None if r.gflops() is None else r.gflops() / peak.gflops())
                     for r in results],

@@ -7,8 +7,11 @@ Shapes (all ``[B, 3] -> [B]`` functions, jitted, fixed batch):
   1e-3, to the occupancy of an analytic chair-like union of boxes: the surface is shape-like, the
   cost per query is the real decoder's (the trained model lands later in ``impax.models``). In
   ``--short`` mode on a CPU the MLP is 8x narrower (smoke test only).
+* ``imnet-ae``: the same surface through impax's own IM-AE decoder (``IMNET_PYTORCH``) and the
+  real query path (``impax.inference.imnet.DecoderQuery``), the figure the issue's targets are about.
 * ``ldif-like``: a SIF-like sum of 32 anisotropic Gaussians, inside where F < -0.07, box [-0.75, 0.75].
-* ``analytic``: exact signed distance of a sphere-and-box union, inside below 0.
+* ``analytic``: exact signed distance of a sphere-and-box union, inside below 0; ``extract 512
+  memory`` extracts it at 512^3 (multi-resolution only) for the peak-RSS row (< 4 GiB target).
 
 Dense extraction of the MLP at 256^3 (17M queries, 1e14 FLOP) is only run on an accelerator;
 on a CPU its time is estimated from the measured per-query time (``dense_estimated`` in the table).
@@ -79,6 +82,32 @@ def make_imnet_mlp(sizes: tuple[int, ...] = IMNET_SIZES):
 
     flops = 2.0 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     return fn, flops
+
+
+def make_imnet_ae(short: bool = False):
+    """impax's own IM-AE decoder (``IMNET_PYTORCH``, randomly initialised) through the real query path
+    (:class:`impax.inference.imnet.DecoderQuery`: the z-part of the first layer computed once per
+    shape), its output added, scaled by 1e-3, to the chair occupancy: a shape-like surface at the
+    real per-query cost. ``short``: ``gf_dim=16`` (smoke test)."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from impax.inference.imnet import DecoderQuery
+    from impax.models.imnet import IMNET_PYTORCH, ImplicitDecoder
+
+    cfg = dataclasses.replace(IMNET_PYTORCH, gf_dim=16) if short else IMNET_PYTORCH
+    dec = ImplicitDecoder(cfg, rngs=nnx.Rngs(0))
+    z = np.random.default_rng(1).uniform(0, 1, cfg.z_dim).astype(np.float32)
+    query = DecoderQuery(dec)(z)
+    surface = jax.jit(lambda p, h: jax.nn.sigmoid(-_chair_sdf(jnp, p) / 0.004) + 1e-3 * jnp.tanh(h))
+
+    def fn(p):
+        return surface(p, query(p))
+
+    return fn, cfg
 
 
 def make_ldif_like():
@@ -154,33 +183,46 @@ def _workload(kind: str):
 
         accel = jax.devices()[0].platform != "cpu"
         out = []
-        if kind == "imnet":
+        resolutions = (64, 128) if short else (128, 256)
+        if kind == "imnet-ae":
+            fn, cfg = make_imnet_ae(short and not accel)
+            kw = dict(level=0.5, inside="above", half=0.5, coarse=32, batch_size=BATCH)
+            for res in resolutions:
+                out += _run(f"imnet-ae gf{cfg.gf_dim}", fn, res, kw, run_dense=accel, flops_per_query=None)
+        elif kind == "imnet":
             # short (CI smoke) mode on a CPU: an 8x narrower MLP, dense time estimated
             small = short and not accel
             fn, fl = make_imnet_mlp(IMNET_SIZES if not small else (259, 128, 128, 128, 64, 32, 16, 1))
             kw = dict(level=0.5, inside="above", half=0.5, coarse=32, batch_size=BATCH)
-            for res in ((64, 128) if short else (128, 256)):
+            for res in resolutions:
                 out += _run("imnet-mlp" + ("/8" if small else ""), fn, res, kw, run_dense=accel,
                             flops_per_query=fl)
         elif kind == "ldif":
             fn = make_ldif_like()
             kw = dict(level=-0.07, inside="below", half=0.75, coarse=32, batch_size=BATCH)
-            for res in ((64, 128) if short else (128, 256)):
+            for res in resolutions:
                 out += _run("ldif-like", fn, res, kw, run_dense=True, flops_per_query=None)
-        else:
+        elif kind == "analytic":
             fn = make_analytic()
             kw = dict(level=0.0, inside="below", half=0.5, coarse=32, batch_size=BATCH)
-            for res in ((64, 128) if short else (128, 256, 512)):
+            for res in resolutions:
                 out += _run("analytic", fn, res, kw, run_dense=True, flops_per_query=None)
+        else:  # memory: multi-resolution only, so the row's RSS (own process in the suite) is its peak
+            fn = make_analytic()
+            kw = dict(level=0.0, inside="below", half=0.5, coarse=32, batch_size=BATCH)
+            res = 128 if short else 512
+            out += _run("analytic memory", fn, res, kw, run_dense=False, flops_per_query=None)
         return out
 
     return run
 
 
 WORKLOADS = {
+    "extract imnet-ae": _workload("imnet-ae"),
     "extract imnet-mlp": _workload("imnet"),
     "extract ldif-like": _workload("ldif"),
     "extract analytic": _workload("analytic"),
+    "extract 512 memory": _workload("memory"),
 }
 
 
