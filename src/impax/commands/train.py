@@ -1,4 +1,11 @@
-"""``impax train NAME --data DATA --out RUN``: train a model; running it again resumes."""
+"""``impax train NAME --data DATA --out RUN``: train a model; running it again resumes.
+
+Several hosts: run the same command on every host with ``--coordinator HOST:PORT
+--num-processes N --process-id I`` (or the ``IMPAX_COORDINATOR``/``IMPAX_NUM_PROCESSES``/
+``IMPAX_PROCESS_ID`` environment variables, or ``--distributed`` for JAX's cluster
+auto-detection, e.g. under SLURM) and the same ``--out`` on a shared file system; see
+``docs/distributed.md``.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +43,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (JSON value), repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = p.add_argument_group("multi-host training (docs/distributed.md)")
+    d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0's coordinator (env IMPAX_COORDINATOR)")
+    d.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="number of processes taking part (env IMPAX_NUM_PROCESSES)")
+    d.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's index, 0 .. N-1 (env IMPAX_PROCESS_ID)")
+    d.add_argument("--distributed", action="store_true",
+                   help="let JAX detect the cluster (SLURM, Open MPI, Kubernetes) when no "
+                   "coordinator is given")
     p.set_defaults(func=run)
 
 
+def distributed_spec(args: argparse.Namespace):
+    """The :class:`~impax.train.distributed.DistributedSpec` of the flags and environment."""
+    from impax.train.distributed import spec_from
+
+    try:
+        return spec_from(args.coordinator, args.num_processes, args.process_id,
+                         auto=args.distributed)
+    except ValueError as e:
+        raise SystemExit(f"impax train: {e}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from impax.train.distributed import initialize
     from impax.train.recipes import recipe_module
 
+    initialize(distributed_spec(args))  # before any JAX computation; a no-op for one process
     mod = recipe_module(args.recipe)
     summary = mod.train(args.recipe, data=args.data, out=args.out, preset=args.preset,
                         overrides=_parse_set(args.set), seed=args.seed, max_steps=args.max_steps,
