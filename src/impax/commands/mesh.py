@@ -11,7 +11,8 @@ Methods (``--method``):
   (:func:`impax.conventions.ldif_grid_index_to_world`) — with the kernel's rule of skipping RBFs
   below ``1e-4`` (``--no-skip`` turns it off), then scikit-image marching cubes at -0.07. This
   reproduces the original pipeline's meshes (``ldif2mesh`` + ``grd2msh -threshold -0.07``).
-* ``multires``: the shared coarse-to-fine extractor ``impax.inference.extract.extract_mesh``
+* ``multires``: the shared coarse-to-fine extractor ``impax.inference.extract.extract_mesh`` via
+  ``impax.inference.ldif.extract_sif`` (what ``impax reconstruct`` uses for LDIF runs)
   (a ``R + 1`` node grid spanning exactly ``[-0.75, 0.75]^3``).
 * ``auto`` (default): ``multires`` when the extractor is available, otherwise ``dense``.
 
@@ -62,18 +63,12 @@ def dense_kernel_grid_mesh(sif, decoder=None, resolution: int = 128, skip: bool 
     return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
 
 
-def _multires_mesh(sif, decoder, resolution: int, skip: bool):
-    from impax.conventions import LDIF_EXTRACT_HALF, LDIF_ISO_LEVEL
-    from impax.inference.extract import extract_mesh
-    from impax.models.sif import KERNEL_SKIP_THRESHOLD, make_grid_evaluator
+def _multires_mesh(sif, weights, resolution: int, skip: bool):
+    """The shared extractor through :func:`impax.inference.ldif.extract_sif` — the function
+    ``impax reconstruct`` meshes LDIF runs with, so a written SIF file meshes to the same surface."""
+    from impax.inference.ldif import extract_sif
 
-    fn = make_grid_evaluator(sif, decoder, chunk=8192, skip_threshold=KERNEL_SKIP_THRESHOLD if skip else None)
-    coarse = resolution
-    while coarse > 32 and coarse % 2 == 0:
-        coarse //= 2
-    res = extract_mesh(fn, resolution, level=LDIF_ISO_LEVEL, half=LDIF_EXTRACT_HALF, coarse=coarse,
-                       inside="below", batch_size=32768)
-    mesh = res.mesh
+    mesh = extract_sif(sif, weights, resolution, skip=skip).mesh
     if mesh is None or len(mesh.faces) == 0:
         return None
     return mesh
@@ -81,15 +76,17 @@ def _multires_mesh(sif, decoder, resolution: int, skip: bool):
 
 def _extractor_available() -> bool:
     try:
-        from impax.inference import extract  # noqa: F401
+        from impax.inference import extract, ldif  # noqa: F401
     except ImportError:
         return False
-    return hasattr(extract, "extract_mesh")
+    return hasattr(extract, "extract_mesh") and hasattr(ldif, "extract_sif")
 
 
 def run(args: argparse.Namespace) -> int:
     from impax.models.occnet import make_decoder_fn
     from impax.models.sif_format import FormatError, read_occnet, read_sif
+
+    weights = None
 
     shape = Path(args.shape)
     out = Path(args.out) if args.out else shape.with_suffix(".ply")
@@ -118,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if method == "auto":
         method = "multires" if _extractor_available() else "dense"
     if method == "multires":
-        mesh = _multires_mesh(sif, decoder, args.resolution, not args.no_skip)
+        mesh = _multires_mesh(sif, weights, args.resolution, not args.no_skip)
     else:
         mesh = dense_kernel_grid_mesh(sif, decoder, args.resolution, not args.no_skip)
     if mesh is None:

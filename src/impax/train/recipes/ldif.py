@@ -104,11 +104,11 @@ SIF_CPU = dataclasses.replace(SIF, name="sif-cpu", image_size=64, fc_width=256, 
 SIF_PLUS_PLUS_CPU = dataclasses.replace(LDIF_CPU, name="sif++-cpu", latent_size=0)
 #: Epochs of the cpu presets: sized on the built-in shapes (``impax shapes --count 88``: ~70
 #: training shapes, 17 steps per epoch at batch 4) for <= 10 minutes on 2 cores; see the issue note.
-CPU_EPOCHS = 100
+CPU_EPOCHS = 30
 
 
 def _cpu(model: LdifConfig) -> LdifRunConfig:
-    return LdifRunConfig(model=model, train=_CPU_TRAIN, epochs=CPU_EPOCHS, surface_points=2048)
+    return LdifRunConfig(model=model, train=_CPU_TRAIN, epochs=CPU_EPOCHS, surface_points=1024)
 
 
 #: recipe name → preset name → config.
