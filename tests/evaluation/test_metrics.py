@@ -7,7 +7,8 @@ import pytest
 import trimesh
 
 from impax.evaluation.metrics import (MetricsConfig, iou_uniform, iou_voxels, mesh_metrics, point_metrics)
-from impax.evaluation.sampling import area_weighted_samples, inside_mesh
+from impax.evaluation.sampling import area_weighted_samples
+from impax.geometry.inside import occupancy as inside_mesh
 
 SMALL = MetricsConfig(n_samples=20_000, iou_samples=40_000, voxel_resolution=32)
 

@@ -25,7 +25,8 @@ get identical samples (Chamfer exactly 0, F = 100, NC = 1).
 
 * ``iou``  OccNet / LDIF volumetric IoU on ``iou_samples`` (100k) points uniform in a cube around the
   ground truth (OccNet: centred on its bounding box, side ``(1 + 0.1) x`` its largest extent), each
-  classified inside either mesh by the generalised winding number. LDIF reports it x100; here in [0, 1].
+  classified inside either mesh by the generalised winding number of the cleaned, consistently
+  oriented mesh (``impax.geometry.inside.occupancy``). LDIF reports it x100; here in [0, 1].
 * ``iou_voxels``  IM-NET (Chen & Zhang 2019): IoU of the two meshes' voxelisations, cell-centre
   occupancy on a ``voxel_resolution``^3 (64) grid over the same cube.
 
@@ -42,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from impax.evaluation.sampling import area_weighted_samples, inside_mesh, uniform_box_samples
+from impax.evaluation.sampling import area_weighted_samples
+from impax.geometry.inside import occupancy as inside_mesh
+from impax.geometry.sampling import uniform_samples
 
 #: Metric names in table order, with the direction that is better.
 METRICS: dict[str, str] = {
@@ -156,7 +159,7 @@ def evaluation_cube(gt_mesh: Any, padding: float = 0.1) -> tuple[np.ndarray, np.
 def iou_uniform(pred_mesh: Any, gt_mesh: Any, n: int = 100_000, seed: int = 0, padding: float = 0.1) -> float:
     """Volumetric IoU on ``n`` uniform samples in OccNet's cube around the ground truth."""
     lo, hi = evaluation_cube(gt_mesh, padding)
-    pts = uniform_box_samples(n, lo, hi, seed)
+    pts = 0.5 * (lo + hi) + uniform_samples(n, 0.5 * float(hi[0] - lo[0]), np.random.default_rng(seed))
     return iou_from_occupancy(inside_mesh(pred_mesh, pts), inside_mesh(gt_mesh, pts))
 
 
