@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, matmul_peak
+from benchmarks.common import Result, matmul_peak, peak_rss_mib
 
 # Workload modules, in table order. A module not written yet is skipped; one that fails to import
 # is reported, not fatal.
@@ -76,6 +76,8 @@ def _run_one(mod_name: str, name: str, short: bool) -> list[Result]:
 def _worker(mod_name: str, name: str, short: bool) -> int:
     """Child process: run one workload, print its rows as one JSON line after a marker."""
     results = _run_one(mod_name, name, short)
+    for r in results:  # a row that did not measure its memory gets this (its own) process's peak
+        r.peak_rss_mib = r.peak_rss_mib or peak_rss_mib()
     print(_RESULT_MARK + json.dumps([dataclasses.asdict(r) for r in results], default=str), flush=True)
     return 0
 
