@@ -337,7 +337,7 @@ def evaluate_iou(model: Any, store: Any, ids: Sequence[str], cfg: LdifRunConfig)
                                                                                  f["uniform_points"].shape[0])
             pts = f["uniform_points"][:n].astype(np.float32)
             gt = f["uniform_sdf"][:n] < 0
-        vals = shape_values(one, weights, pts, skip=False, batch=cfg.eval_batch)
+        vals = shape_values(one, weights, pts, skip=False, batch=min(cfg.eval_batch, len(pts)))
         per[sid] = iou(vals < LDIF_ISO_LEVEL, gt)
     v = list(per.values())
     return {"mean_iou": float(np.mean(v)) if v else float("nan"), "count": len(v), "per_shape": per}
