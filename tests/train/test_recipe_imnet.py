@@ -221,3 +221,27 @@ def test_sigkill_halfway_then_rerun_equals_uninterrupted(full_run, tiny_data, tm
     model = R.build_model(R.config_from_dict(json.loads((run / "run.json").read_text())["config"]).model)
     meta = load_model(killed, model)
     assert meta["position"]["global_step"] == TOTAL_STEPS
+
+
+def test_cosine_tx_follows_closed_form():
+    """The ``cosine`` schedule: lr(t) = lr0 · (f + (1 - f) · (1 + cos(π t / T)) / 2), checked
+    on the first Adam step (update = -lr(0) · sign-like m̂/√v̂ = -lr0 for a constant gradient)
+    and against the numpy formula of the injected rate of the k-th update (t = k - 1)."""
+    import dataclasses
+
+    import optax
+
+    cfg = dataclasses.replace(R.CPU, train=dataclasses.replace(R.CPU.train, learning_rate=2e-3))
+    assert R.make_tx(dataclasses.replace(cfg, lr_schedule="constant"), 10) is None
+    tx = R.make_tx(cfg, 10)
+    params = {"w": np.zeros(3, np.float32)}
+    state = tx.init(params)
+    g = {"w": np.ones(3, np.float32)}
+    for k in range(4):
+        upd, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, upd)
+        if k == 0:
+            np.testing.assert_allclose(np.asarray(upd["w"]), -2e-3, rtol=1e-4)
+    f = cfg.lr_end_factor
+    want = 2e-3 * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * 3 / 10)))  # rate used by update index 3
+    np.testing.assert_allclose(float(state.hyperparams["learning_rate"]), want, rtol=1e-5)
