@@ -245,3 +245,45 @@ def test_cosine_tx_follows_closed_form():
     f = cfg.lr_end_factor
     want = 2e-3 * (f + (1 - f) * 0.5 * (1 + np.cos(np.pi * 3 / 10)))  # rate used by update index 3
     np.testing.assert_allclose(float(state.hyperparams["learning_rate"]), want, rtol=1e-5)
+
+
+def test_grid_points_are_cell_centres_labelled_by_the_voxels():
+    """``grid_points``: every point is a 64³ cell centre of IM-NET's box, ``imnet_grid_centres``
+    (numpy), and its value is that cell's voxel; the cells are spread over the grid."""
+    from impax.conventions import imnet_grid_centres
+
+    rng = np.random.default_rng(1)
+    vox = (rng.random((2, 64, 64, 64, 1)) > 0.7).astype(np.float32)
+    pts, vals = jax.jit(lambda v, k: R.grid_points(v, 4000, k))(vox, jax.random.key(3))
+    pts, vals = np.asarray(pts), np.asarray(vals)
+    assert pts.shape == (2, 4000, 3) and vals.shape == (2, 4000, 1)
+    ijk = np.floor((pts + 0.5) * 64).astype(int)
+    centres = imnet_grid_centres(64)
+    for b in range(2):
+        i, j, k = ijk[b].T
+        np.testing.assert_allclose(pts[b], centres[i, j, k], atol=1e-6)
+        np.testing.assert_array_equal(vals[b, :, 0], vox[b, i, j, k, 0])
+        assert len(np.unique(i * 4096 + j * 64 + k)) > 3800  # ~uniform over 262144 cells
+        assert abs(vals[b].mean() - 0.3) < 0.05
+
+
+def test_loss_with_grid_fraction_uses_the_stored_points_then_grid_points():
+    """``make_loss(grid_fraction=f)``: mean squared error over the first ``n - k`` stored points and
+    ``k = round(f n)`` grid points drawn with the step's key (reference: the model on those points)."""
+    from impax.models.imnet import IMNetAE, IMNetConfig
+
+    rng = np.random.default_rng(2)
+    model = IMNetAE(IMNetConfig(ef_dim=4, gf_dim=4, z_dim=8), rngs=nnx.Rngs(0))
+    vox = (rng.random((2, 64, 64, 64, 1)) > 0.5).astype(np.float32)
+    batch = {"voxels": vox, "points": rng.uniform(-0.5, 0.5, (2, 40, 3)).astype(np.float32),
+             "values": (rng.random((2, 40, 1)) > 0.5).astype(np.float32)}
+    key = jax.random.key(5)
+    loss, _ = R.make_loss(True, 0.25)(model, batch, key)
+    gp, gv = R.grid_points(vox, 10, key)
+    pts = np.concatenate([batch["points"][:, :30], np.asarray(gp)], 1)
+    vals = np.concatenate([batch["values"][:, :30], np.asarray(gv)], 1)
+    _, occ = model(vox, pts)
+    np.testing.assert_allclose(float(loss), np.mean((np.asarray(occ).reshape(vals.shape) - vals) ** 2), rtol=1e-4)
+    plain, _ = R.make_loss(True, 0.0)(model, batch, key)
+    _, occ0 = model(vox, batch["points"])
+    np.testing.assert_allclose(float(plain), np.mean((np.asarray(occ0).reshape(2, 40, 1) - batch["values"]) ** 2), rtol=1e-4)

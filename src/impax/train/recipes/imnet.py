@@ -91,6 +91,10 @@ class ImnetAEConfig:
     - ``lr_schedule``: ``"constant"`` (IM-NET) or ``"cosine"``: Adam's step size decays by a cosine
       from ``train.learning_rate`` to ``lr_end_factor`` times it over all steps of all stages
       (``optax.cosine_decay_schedule``; a recipe-level choice for short CPU runs).
+    - ``grid_fraction``: 0 (IM-NET: only the level's stored, surface-biased samples) or the fraction
+      of each shape's points per step replaced by uniformly random 64³ cell centres labelled by the
+      shape's own voxels (:func:`grid_points`, drawn in the loss with the step's RNG) — the points
+      the 64³ IoU is measured at. A recipe-level sampling choice for short CPU runs, not the paper's.
     - ``eval_batch``: decoder points per call when measuring IoU / exporting.
     """
 
@@ -106,6 +110,7 @@ class ImnetAEConfig:
     xyz_init_std: float = 4.0
     lr_schedule: str = "constant"
     lr_end_factor: float = 0.1
+    grid_fraction: float = 0.0
     eval_batch: int = 65536
 
     def __post_init__(self) -> None:
@@ -115,6 +120,8 @@ class ImnetAEConfig:
             raise ValueError(f"decoder_init must be 'imnet' or 'scaled', got {self.decoder_init!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.grid_fraction <= 1.0:
+            raise ValueError(f"grid_fraction must be in [0, 1], got {self.grid_fraction!r}")
         if self.point_mode not in ("chunk", "random"):
             raise ValueError(f"point_mode must be 'chunk' or 'random', got {self.point_mode!r}")
 
@@ -231,14 +238,42 @@ def encode_s2d(encoder: Any, voxels: Any) -> Any:
     return jax.nn.sigmoid(z)
 
 
-def make_loss(fast_encoder: bool = True):
-    """IM-AE loss ``mean((G(p, E(v)) - value)²)`` (IM-NET ``network_loss``) as a trainer ``loss_fn``."""
+def grid_points(voxels: Any, count: int, rng: Any) -> tuple[Any, Any]:
+    """``count`` uniformly random cell centres per shape of a voxel batch ``[B, R, R, R(, 1)]`` and
+    their occupancy: ``(points [B, count, 3], values [B, count, 1])`` float32, points in IM-NET's
+    box (:func:`impax.conventions.imnet_grid_centres`: ``(i + 0.5) / R - 0.5``, axes x, y, z = voxel
+    axes 0, 1, 2) — the same points and labels the 64³ IoU of :func:`evaluate_iou` counts."""
+    import jax
+    import jax.numpy as jnp
+
+    v = jnp.asarray(voxels, jnp.float32)
+    b, res = v.shape[0], v.shape[1]
+    idx = jax.random.randint(rng, (b, int(count)), 0, res ** 3)
+    values = jnp.take_along_axis(v.reshape(b, -1), idx, axis=1)[..., None]
+    ijk = jnp.stack(jnp.unravel_index(idx, (res, res, res)), axis=-1).astype(jnp.float32)
+    return (ijk + 0.5) / res - 0.5, values
+
+
+def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0):
+    """IM-AE loss ``mean((G(p, E(v)) - value)²)`` (IM-NET ``network_loss``) as a trainer ``loss_fn``.
+
+    With ``grid_fraction`` > 0 the last ``round(grid_fraction * n)`` of each shape's ``n`` batch
+    points are replaced by :func:`grid_points` drawn with the step's ``rng`` (see
+    :class:`ImnetAEConfig`)."""
+    import jax.numpy as jnp
+
     from impax.models.imnet import occupancy_mse
 
     def loss_fn(model: Any, batch: Mapping[str, Any], rng: Any):
+        points, values = batch["points"], batch["values"]
+        k = int(round(float(grid_fraction) * points.shape[1]))
+        if k > 0:
+            gp, gv = grid_points(batch["voxels"], k, rng)
+            points = jnp.concatenate([points[:, :points.shape[1] - k], gp], axis=1)
+            values = jnp.concatenate([values[:, :values.shape[1] - k], gv], axis=1)
         z = encode_s2d(model.encoder, batch["voxels"]) if fast_encoder else model.encoder(batch["voxels"])
-        pred = model.generator(batch["points"], z)
-        loss = occupancy_mse(pred, batch["values"])
+        pred = model.generator(points, z)
+        loss = occupancy_mse(pred, values)
         return loss, {"mse": loss}
 
     return loss_fn
@@ -455,7 +490,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     src = _Data(data)
     _write_run_json(out, name, preset, cfg, data, seed)
 
-    loss_fn = make_loss(cfg.fast_encoder)
+    loss_fn = make_loss(cfg.fast_encoder, cfg.grid_fraction)
     stages = []
     for i, st in enumerate(cfg.stages):
         stages.append(Stage(f"level{st.level}", src.loader(cfg.train_split, st, seed, cfg.point_mode), st.epochs,
