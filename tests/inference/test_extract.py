@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from impax.conventions import LDIF_EXTRACT_HALF, LDIF_ISO_LEVEL, Transform, ldif_grid_index_to_world
-from impax.inference.extract import dense_grid, extract_dense, extract_mesh, write_mesh
+from impax.inference.extract import batch_buckets, dense_grid, extract_dense, extract_mesh, warm_up, write_mesh
 
 
 def sphere_box_sdf(p: np.ndarray) -> np.ndarray:
@@ -112,11 +112,44 @@ def test_jitted_fn_compiles_once_with_padding():
         return jnp.linalg.norm(p, axis=1) - 0.3
 
     res = extract_mesh(jax.jit(f), 64, coarse=16, batch_size=5000)
-    assert traces == [(5000, 3)]
-    assert res.padded_queries % 5000 == 0 and res.padded_queries >= res.queries
-    assert res.calls == res.padded_queries // 5000
+    assert batch_buckets(5000) == (5000, 625, 78)
+    # every batch has one of the three bucket shapes, and each shape is traced once
+    assert len(traces) == len(set(traces)) and {t[0] for t in traces} <= {5000, 625, 78}
+    assert res.padded_queries >= res.queries and res.calls >= res.padded_queries // 5000
     assert res.queries == sum(lv["queries"] for lv in res.levels)
     assert res.seconds > 0
+    # after warm_up a second extraction traces nothing new
+    traces.clear()
+    g = jax.jit(lambda p: f(p))  # a new function: jit's cache does not know it yet
+    warm_up(g, 5000)
+    assert sorted(t[0] for t in traces) == [78, 625, 5000]
+    traces.clear()
+    extract_mesh(g, 64, coarse=16, batch_size=5000)
+    assert traces == []
+
+
+def _tilted_disk_sdf(p: np.ndarray) -> np.ndarray:
+    """A 0.008-thick disk (radius 0.4) in a tilted plane: far thinner than a 16^3 cell (0.0625)."""
+    p = np.asarray(p, dtype=np.float64)
+    n = np.array([0.3, 0.5, 0.81])
+    n /= np.linalg.norm(n)
+    slab = np.abs(p @ n - 0.03) - 0.004
+    ball = np.linalg.norm(p, axis=1) - 0.4
+    return np.maximum(slab, ball).astype(np.float32)
+
+
+def test_surface_following_recovers_what_the_coarse_grid_only_touches():
+    # With no margin and no dilation the 16^3 grid sees the disk only where it passes near a
+    # node; following the surface from there must recover the whole disk (as the dense grid).
+    dense = extract_dense(_tilted_disk_sdf, 128)
+    follow = extract_mesh(_tilted_disk_sdf, 128, coarse=16, margin=0.0, dilate=0, follow=True)
+    blind = extract_mesh(_tilted_disk_sdf, 128, coarse=16, margin=0.0, dilate=0, follow=False)
+    assert len(dense.mesh.faces) > 5000
+    assert sum(lv.get("follow_rounds", 0) for lv in follow.levels) > 0
+    assert follow.mesh.area == pytest.approx(dense.mesh.area, rel=1e-3)
+    assert len(follow.mesh.faces) == len(dense.mesh.faces)
+    assert blind.mesh.area < 0.9 * dense.mesh.area  # the test can tell the difference
+    assert follow.queries < 0.3 * dense.queries
 
 
 def test_transform_maps_back_to_original_frame():

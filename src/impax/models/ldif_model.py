@@ -122,11 +122,17 @@ def unbatch(sif: Any, i: int = 0) -> Any:
 
 def sif_query(sif: Any, weights: Mapping[str, np.ndarray] | None, skip: bool = True):
     """``points [B, 3] -> F [B]`` (numpy) of one unbatched shape; the decoder ``weights`` (an
-    ``extracted.occnet`` dict) are used when the shape has latents. ``skip``: the kernel's rule."""
+    ``extracted.occnet`` dict) are used when the shape has latents. ``skip``: the kernel's rule
+    (an LDIF then goes through :class:`~impax.models.ldif_query.SparseLdifQuery`, which decodes
+    only the element/point pairs the rule keeps)."""
     s = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), sif.as_numpy())
     w = None if (weights is None or s.latents is None) else {k: jnp.asarray(v, jnp.float32) for k, v in weights.items()}
     if s.latents is not None and w is None:
         raise ValueError("this shape has latents: its decoder weights are needed")
+    if skip and w is not None:  # LDIF under the kernel's rule: decode only the active (point, element) pairs
+        from impax.models.ldif_query import SparseLdifQuery
+
+        return SparseLdifQuery(s, w)
     f = _values_fn(bool(skip))
 
     def fn(points: np.ndarray) -> np.ndarray:
