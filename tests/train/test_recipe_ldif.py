@@ -3,6 +3,7 @@ resume, IoU evaluation, the extracted.occnet export, the CLI, and the composed l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from impax.data.pipeline import PrepareConfig
 from impax.data.prepare import prepare
 from impax.data.store import ShapeStore
 from impax.geometry.shapes import generate
+from impax.train.recipes.ldif import set_training
 
 #: A tiny LDIF (4 + 2 elements, 8-d latents) and a tiny encoder; 3 shapes, 2 for training.
 TINY = {"model.element_count": 4, "model.symmetric_count": 2, "model.latent_size": 8, "model.decoder_width": 8,
@@ -142,3 +144,89 @@ def test_sif_cli_trains_and_composes_its_loss(store_dir, tmp_path):
     assert set(terms) == {"loss_u", "loss_ns", "loss_ec"}
     assert float(loss) == pytest.approx(sum(terms.values()), rel=1e-6)
     assert all(np.isfinite(v) and v > 0 for v in terms.values())
+
+
+def _numpy_sif(constants, centers, sigmas, rotations, symmetric_count, points):
+    """``F(x) = sum_i c_i g_i(x)`` of ``cov`` elements in plain numpy (the module doc of
+    impax.models.sif / google/ldif quadrics.py): ``g = exp(-0.5 d^T R diag(1/(s^2 + 1e-8)) R^T d)``,
+    ``R = Rz(yaw) Ry(pitch) Rx(roll)``; the first ``symmetric_count`` elements also at ``(x, y, -z)``."""
+    def rot(roll, pitch, yaw):
+        cx, sx, cy, sy, cz, sz = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
+        rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+        ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+        return rz @ ry @ rx
+
+    pts = points.astype(np.float64)
+    mirrored = pts * np.array([1.0, 1.0, -1.0])
+    out = np.zeros(len(pts))
+    for i in range(len(constants)):
+        r = rot(*rotations[i].astype(np.float64))
+        inv = r @ np.diag(1.0 / (sigmas[i].astype(np.float64) ** 2 + 1e-8)) @ r.T
+        for p in ([pts, mirrored] if i < symmetric_count else [pts]):
+            d = p - centers[i]
+            out += constants[i] * np.exp(-0.5 * np.einsum("pi,ij,pj->p", d, inv, d))
+    return out
+
+
+def test_zero_decoder_output_starts_ldif_as_its_sif(store_dir):
+    """``decoder_output_init="zeros"``: at step 0 the LDIF training loss sees exactly the SIF sum
+    ``sum_i c_i g_i`` of its own explicit parameters (numpy reference), while the default (Glorot)
+    decoder changes F; the zeroed output kernel still gets a gradient (the decoder trains)."""
+    import jax
+    from flax import nnx
+
+    from impax.models import ldif_losses as L
+    from impax.models.sif import shape_function
+    from impax.train.recipes.ldif import build_model, make_loader, make_loss, resolve_config
+
+    store = ShapeStore(store_dir)
+    cfg = resolve_config("ldif", "cpu", {**TINY, "decoder_output_init": "zeros"})
+    batch = make_loader(store, cfg, "train", 0, False).batch(0, 0)
+    key = jax.random.key(1)
+    zero, glorot = build_model(cfg, seed=2), build_model(dataclasses.replace(cfg, decoder_output_init="glorot"), 2)
+    for m in (zero, glorot):
+        set_training(m, True)
+
+    sif = zero.encode(key, depth=batch["depth"], surface_points=batch["surface_points"],
+                      surface_normals=batch["surface_normals"])
+    assert sif.latents is not None and float(np.abs(np.asarray(sif.latents)).max()) > 0
+    s = sif.as_numpy()
+    # near-surface samples and the element centres (where the RBFs are large)
+    pts = np.concatenate([batch["near_points"], s.centers], axis=1)
+    f_ldif = np.asarray(shape_function(sif, pts, zero.decoder))
+    want = _numpy_sif(s.constants[0], s.centers[0], s.sigmas[0], s.rotations[0], cfg.model.symmetric_count, pts[0])
+    assert np.abs(want).max() > 1e-3  # the elements reach the samples
+    np.testing.assert_allclose(f_ldif[0], want, rtol=1e-4, atol=1e-7)
+    # the composed loss of the recipe (ns term) is the sample loss of that F
+    _, parts = make_loss(cfg.model)(zero, batch, key)
+    want_f = np.stack([_numpy_sif(s.constants[b], s.centers[b], s.sigmas[b], s.rotations[b],
+                                  cfg.model.symmetric_count, batch["near_points"][b]) for b in range(len(pts))])
+    gt_out = (batch["near_sdf"] > 0).astype(np.float64)
+    prob = 1.0 / (1.0 + np.exp(-100.0 * (want_f + 0.07)))
+    w = np.where(gt_out > 0.5, 1.0, cfg.model.inside_weight)
+    want_ns = cfg.model.near_surface_weight * np.mean(w * (prob - gt_out) ** 2)
+    assert float(parts["loss_ns"]) == pytest.approx(want_ns, rel=1e-4)
+    # the same seed with the original init: the same explicit part, a decoder that changes F
+    sif_g = glorot.encode(key, depth=batch["depth"], surface_points=batch["surface_points"],
+                          surface_normals=batch["surface_normals"])
+    np.testing.assert_allclose(np.asarray(sif_g.constants), s.constants, rtol=1e-6)
+    f_g = np.asarray(shape_function(sif_g, pts, glorot.decoder))  # same explicit part, other F
+    assert np.abs(f_g[0] - want).max() > 1e-3 * np.abs(want).max()
+    # the zeroed kernel is trainable: its gradient is non-zero
+    grads = nnx.grad(lambda m: make_loss(cfg.model)(m, batch, key)[0])(zero)
+    assert float(np.abs(np.asarray(grads.decoder.params["output__kernel"][...])).max()) > 0
+
+
+def test_presets_and_init_option():
+    """Every recipe offers paper/cpu/demo/quick; the original's init stays the default; unknown
+    init names are refused; runs started before the option existed resume (missing key = default)."""
+    from impax.train.recipes.ldif import PRESETS, LdifRunConfig, config_from_dict
+
+    for name in ("ldif", "sif", "sifpp"):
+        assert {"paper", "cpu", "demo", "quick"} <= set(PRESETS[name])
+        assert PRESETS[name]["paper"].decoder_output_init == "glorot"
+    assert LdifRunConfig().decoder_output_init == "glorot"
+    with pytest.raises(ValueError, match="decoder_output_init"):
+        LdifRunConfig(decoder_output_init="ones")
+    assert config_from_dict({"epochs": 3}).decoder_output_init == "glorot"
