@@ -14,20 +14,26 @@ from scratch with vectorised numpy index arithmetic:
    (on by default: ``margin`` in value units at the coarse level, halved at every finer level,
    and/or ``lipschitz * half cell diagonal``, which for an
    L-Lipschitz field such as a signed distance is a guarantee that no surface passing through a
-   cell is missed), and dilate the marked set by ``dilate`` cells;
+   cell is missed), and optionally dilate the marked set by ``dilate`` cells (off by default);
 3. double the resolution: old nodes keep their values, new nodes are first filled by trilinear
    interpolation from the parent cell (a convex combination of corners that all lie on one side
    of the level stays on that side, so unrefined regions keep the correct inside/outside
    classification), then every node of a marked parent cell that is not yet known exactly is
    queried;
-4. repeat to the target resolution and run marching cubes (scikit-image, Lewiner) on the grid.
+4. follow the surface (``follow``, on by default): an unmarked cell next to the refined band
+   whose fine nodes now straddle the level (the surface leaves the band through it) is refined
+   too, repeatedly, until the band closes around the surface found so far. This catches what a
+   blind dilation catches where it matters, at half the queries (measured in the benchmark);
+5. repeat to the target resolution and run marching cubes (scikit-image, Lewiner) on the grid.
 
 Every sign change of the final grid lies in a cell whose corners were all queried exactly, so
 on shapes without sub-cell features the result equals dense marching cubes of the same function
 (``tests/inference/test_extract.py`` checks this at 128^3 and 256^3).
 
-Queries are sent in batches of one fixed size (``batch_size``; the last batch is padded by
-repeating a point), so a ``jax.jit``-compiled ``fn`` compiles exactly once for all levels.
+Queries are sent in batches of ``batch_size`` points; the last, partly filled batch of a request
+is padded (by repeating a point) to ``batch_size``, ``batch_size / 8`` or ``batch_size / 64``
+(:func:`batch_buckets`), so a ``jax.jit``-compiled ``fn`` compiles at most three times
+(:func:`warm_up` compiles them up front).
 
 Grid convention: a resolution ``R`` means ``R`` cells and ``R + 1`` nodes per axis spanning the
 box ``[lo, hi]`` (node ``i`` at ``lo + i (hi - lo) / R``), as in MISE. The dense reference queries
@@ -442,8 +448,7 @@ def extract_mesh(fn: ImplicitFn, resolution: int = 256, *, level: float = 0.0, h
         :data:`DEFAULT_MARGIN` (0.02): for a signed distance in the unit box at ``coarse=32`` it
         catches parts whose surface passes within 0.02 of a coarse node (a 0.01-thick plate
         between nodes, ``tests/inference/test_extract.py``), and it keeps the 256^3 extraction of
-        the benchmark's IM-NET-like and LDIF-like shapes at 5% and 11% of the dense queries (the
-        budget is 15%). For soft occupancies (values that stay well away from 0/1 near thin
+        the benchmark's IM-NET-like shape at 2.4% of the dense queries (the budget is 15%). For soft occupancies (values that stay well away from 0/1 near thin
         parts) pass a larger value, e.g. 0.1; ``0`` disables it.
       lipschitz: if given, add ``lipschitz * half the cell diagonal`` to the margin at every level:
         for an L-Lipschitz field (a signed distance has L = 1) no surface through a cell is missed,
