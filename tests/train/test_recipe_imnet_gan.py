@@ -154,7 +154,7 @@ def test_surface_reference_lies_on_the_ground_truth_voxels(tiny_ae):
     """The stored GAPS-frame surface samples, mapped to the IM-NET frame, match the surface of the
     stored 64³ voxels of the same shape (and not of another): the frame mapping is right."""
     from impax.evaluation.generation import chamfer_between
-    from impax.inference.imnet_gan import reference_points
+    from impax.evaluation.gan import reference_points
 
     surf, kind_s, names = reference_points(tiny_ae[1], "surface", 1024, seed=1)
     vox, kind_v, names_v = reference_points(tiny_ae[1], "voxels", 1024, seed=1)

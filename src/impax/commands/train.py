@@ -67,6 +67,11 @@ def distributed_spec(args: argparse.Namespace):
         raise SystemExit(f"impax train: {e}") from None
 
 
+#: Evaluations run by the command after a recipe's training (they live in layers above ``train``):
+#: ``"module:function"`` called as ``function(run_dir, summary) -> summary``.
+AFTER_TRAINING = {"imnet-gan": "impax.evaluation.gan:after_training"}
+
+
 def run(args: argparse.Namespace) -> int:
     from impax.train.distributed import initialize
     from impax.train.recipes import recipe_module
@@ -76,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     summary = mod.train(args.recipe, data=args.data, out=args.out, preset=args.preset,
                         overrides=_parse_set(args.set), seed=args.seed, max_steps=args.max_steps,
                         progress=not args.no_progress)
+    after = AFTER_TRAINING.get(args.recipe)
+    if after is not None:
+        import importlib
+
+        mod_name, fn_name = after.split(":")
+        summary = getattr(importlib.import_module(mod_name), fn_name)(args.out, summary)
     print(json.dumps(summary, indent=2, default=str))
     return 0 if summary.get("stopped") in (None, "done", "max_steps", "signal") else 1
 

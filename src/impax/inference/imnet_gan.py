@@ -1,12 +1,12 @@
-"""IM-GAN inference: sample new shapes from an ``imnet-gan`` run and score them.
+"""IM-GAN inference: sample new shapes from an ``imnet-gan`` run.
 
 Follows IM-NET's generation flow (TF1 ``IMAE.test_z``: draw noise N(0, 0.2²)^128, run the
 generator, decode each code with the IM-AE decoder, mesh the 0.5 level set), with impax's
 multi-resolution extractor (:func:`impax.inference.imnet.extract`). Meshes stay in the IM-NET frame
 (centred bounding box, unit diagonal): a sampled shape has no original frame.
 
-:func:`evaluate` adds what the original never shipped: the fraction of non-empty meshes and COV /
-MMD (Chamfer-L2) / 1-NNA (:mod:`impax.evaluation.generation`) against the AE's training shapes.
+Scoring the samples (non-empty fraction, COV / MMD / 1-NNA against the AE's training shapes) is
+evaluation: :mod:`impax.evaluation.gan`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def generate_codes(model: Any, cfg: Any, count: int, seed: int = 0) -> np.ndarra
     return np.asarray(model.generator(noise), np.float32)
 
 
-def _decode_and_save(ae: Any, zs: np.ndarray, out: Path, resolution: int, mesh_format: str,
+def decode_and_save(ae: Any, zs: np.ndarray, out: Path, resolution: int, mesh_format: str,
                      prefix: str = "sample") -> tuple[list[dict[str, Any]], list[Any]]:
     from impax.inference.imnet import DecoderQuery, extract
 
@@ -90,143 +90,12 @@ def sample(run: str | Path, count: int, out: str | Path, seed: int = 0, resoluti
         raise ValueError(f"{run}: run.json names no imnet-ae run to decode the codes")
     ae, _ = load_ae(cfg.ae_run)
     zs = generate_codes(model, cfg, count, seed)
-    rows, _ = _decode_and_save(ae, zs, Path(out), resolution, mesh_format)
+    rows, _ = decode_and_save(ae, zs, Path(out), resolution, mesh_format)
     return rows
 
 
 # ----------------------------------------------------------------------------------------------
 # evaluation
-
-
-def _transform(v: Any) -> Transform | None:
-    if isinstance(v, str):
-        v = json.loads(v)
-    if isinstance(v, dict):
-        v = Transform.from_dict(v)
-    return v if isinstance(v, Transform) else None
-
-
-def voxel_surface(voxels: np.ndarray) -> Any:
-    """The 0.5 iso-surface of 64³ cell-centre voxels as a mesh in the IM-NET frame (the grid is
-    padded by one empty cell so closed surfaces come out closed)."""
-    import trimesh
-    from skimage.measure import marching_cubes
-
-    v = np.pad(np.asarray(voxels, np.float32), 1)
-    res = voxels.shape[0]
-    verts, faces, _, _ = marching_cubes(v, 0.5)
-    cell = 2.0 * IMNET_BOX_HALF / res
-    verts = -IMNET_BOX_HALF + (verts - 1.0 + 0.5) * cell
-    return trimesh.Trimesh(verts, faces[:, ::-1], process=False)
-
-
-def reference_points(ae_run: str | Path, kind: str, n_points: int, max_reference: int = 0, seed: int = 0,
-                     ae: Any = None, resolution: int = 64) -> tuple[list[np.ndarray], str, list[str]]:
-    """Point clouds ``[n_points, 3]`` (IM-NET frame) of the AE's training shapes, the kind used
-    (``surface``: stored ground-truth surface samples; ``voxels``: surface of the stored 64³
-    voxels; ``recon``: meshes of the AE's decoded training codes) and the shape names.
-    ``kind="auto"`` prefers ``surface``, then ``voxels``."""
-    from impax.geometry.sampling import surface_samples
-    from impax.inference.families import read_run
-    from impax.train.recipes.imnet import _Data, config_from_dict
-    from impax.train.recipes.imnet_gan import read_codes
-
-    ae_run = Path(ae_run)
-    info = read_run(ae_run)
-    zs, names = read_codes(ae_run / "zs_train.hdf5")
-    idx = np.arange(len(names))
-    if max_reference and len(idx) > max_reference:
-        idx = np.unique(np.linspace(0, len(idx) - 1, max_reference).round().astype(int))
-    names = [names[i] for i in idx]
-    rng = np.random.default_rng([int(seed), 11])
-    src = None
-    try:
-        src = _Data(info["data"])
-    except Exception:
-        if kind in ("surface", "voxels"):
-            raise
-    if kind == "auto":
-        if src is not None and src.kind == "store" and all("surface_points" in src.store.arrays(n) for n in names):
-            kind = "surface"
-        elif src is not None:
-            kind = "voxels"
-        else:
-            kind = "recon"
-    clouds: list[np.ndarray] = []
-    if kind == "surface":
-        if src is None or src.kind != "store":
-            raise ValueError("reference 'surface' needs a prepared store with surface_points")
-        for n in names:
-            pts = src.store.read(n, "surface_points")
-            attrs = src.store.attrs(n)
-            g, m = _transform(attrs.get("gaps_transform")), _transform(attrs.get("imnet_transform"))
-            if g is None or m is None:
-                raise ValueError(f"{n}: the store lacks the transforms to map surface_points to the IM-NET frame")
-            pts = g.inverse().then(m).apply(pts)
-            take = rng.choice(len(pts), size=min(n_points, len(pts)), replace=False)
-            clouds.append(np.asarray(pts[take], np.float32))
-    elif kind == "voxels":
-        split = config_from_dict(info["config"]).train_split
-        vox = src.voxels(split, names)
-        for v in vox:
-            pts, _ = surface_samples(voxel_surface(v), n_points, rng)
-            clouds.append(pts)
-    else:
-        if ae is None:
-            from impax.inference.imnet import load_ae
-
-            ae, _ = load_ae(ae_run)
-        from impax.inference.imnet import DecoderQuery, extract
-
-        query = DecoderQuery(ae.generator)
-        for i in idx:
-            res = extract(query, zs[i], resolution)
-            if res.empty:
-                continue
-            pts, _ = surface_samples(res.mesh, n_points, rng)
-            clouds.append(pts)
-    return clouds, kind, names
-
-
-def evaluate(run: str | Path, count: int = 32, resolution: int = 64, n_points: int = 2048,
-             reference: str = "auto", max_reference: int = 0, seed: int = 0, model: Any = None,
-             out: str | Path | None = None) -> dict[str, Any]:
-    """Sample ``count`` shapes (``out``, default ``RUN/samples``), and score them against the
-    training set: ``nonempty_fraction`` and, over the non-empty samples, ``coverage``, ``mmd``
-    and ``one_nna`` with the Chamfer-L2 distance of ``n_points``-point surface samples
-    (:func:`impax.evaluation.generation.generation_metrics`). ``model``: an in-memory
-    :class:`~impax.train.recipes.imnet_gan.LatentGAN` to use instead of the run's checkpoint."""
-    from impax.evaluation.generation import generation_metrics
-    from impax.geometry.sampling import surface_samples
-    from impax.inference.imnet import load_ae
-    from impax.train.recipes.imnet_gan import SAMPLES_DIR
-
-    t0 = time.perf_counter()
-    gan, cfg, _ = load_gan(run) if model is None else (model, *load_gan_config(run))
-    if not cfg.ae_run:
-        raise ValueError(f"{run}: run.json names no imnet-ae run to decode the codes")
-    ae, _ = load_ae(cfg.ae_run)
-    zs = generate_codes(gan, cfg, count, seed)
-    out = Path(run) / SAMPLES_DIR if out is None else Path(out)
-    rows, meshes = _decode_and_save(ae, zs, out, resolution, "ply")
-    rng = np.random.default_rng([int(seed), 13])
-    gen = [surface_samples(m, n_points, rng)[0] for m in meshes if m is not None]
-    ref, kind, names = reference_points(cfg.ae_run, reference, n_points, max_reference, seed, ae, resolution)
-    report: dict[str, Any] = {
-        "count": int(count), "nonempty": len(gen), "nonempty_fraction": len(gen) / count if count else float("nan"),
-        "resolution": int(resolution), "n_points": int(n_points), "reference": kind,
-        "reference_shapes": names, "chamfer": "l2: mean d_ab^2 + mean d_ba^2 (IM-NET frame, unit diagonal)",
-        "samples": rows, "seed": int(seed),
-    }
-    if gen and ref:
-        m = generation_metrics(gen, ref, "l2")
-        report.update(coverage=m["coverage"], mmd=m["mmd"], one_nna=m["one_nna"], n_generated=len(gen),
-                      n_reference=len(ref))
-    else:
-        report.update(coverage=None, mmd=None, one_nna=None, n_generated=len(gen), n_reference=len(ref),
-                      note="no non-empty samples: metrics undefined")
-    report["seconds"] = round(time.perf_counter() - t0, 1)
-    return report
 
 
 def load_gan_config(run: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -238,4 +107,4 @@ def load_gan_config(run: str | Path) -> tuple[Any, dict[str, Any]]:
     return load_config(info), info
 
 
-__all__: Sequence[str] = ("load_gan", "generate_codes", "sample", "evaluate", "reference_points", "voxel_surface")
+__all__: Sequence[str] = ("load_gan", "load_gan_config", "generate_codes", "sample")

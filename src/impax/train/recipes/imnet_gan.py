@@ -11,16 +11,16 @@
    two-optimiser :func:`make_step` (critic update(s), then a generator update with the same noise,
    as ``ZGAN.train`` feeds the same ``batch_noise`` to ``d_optim`` and ``g_optim``). The latent
    size of the GAN is taken from the codes. Running the command again resumes.
-3. At the end (when the AE run is known) :func:`impax.inference.imnet_gan.evaluate` samples
-   ``eval_samples`` codes, decodes and meshes them at ``eval_resolution``³ into ``RUN/samples/``,
-   and records the fraction of non-empty meshes and COV / MMD (Chamfer-L2) / 1-NNA against the
-   training shapes in ``RUN/eval_generation.json`` and the summary. The reference is, in order of
+3. ``impax train imnet-gan`` then runs the end-of-training evaluation,
+   :func:`impax.evaluation.gan.after_training` (a layer above this one: the command calls it, not
+   this module): when the AE run is known it samples ``eval_samples`` codes, decodes and meshes
+   them at ``eval_resolution``³ into ``RUN/samples/``, and records the fraction of non-empty
+   meshes and COV / MMD (Chamfer-L2) / 1-NNA against the training shapes in
+   ``RUN/eval_generation.json`` and the printed summary. The reference is, in order of
    preference (``eval_reference="auto"``): ground-truth surface samples of the prepared store
    (``surface_points``, mapped from the GAPS to the IM-NET frame through the stored transforms),
    the surface of the stored ground-truth 64³ voxels (marching cubes), or the AE's reconstructions
-   of the training codes; the record says which (``reference``).
-   Layering note: this evaluation hook calls the inference and evaluation layers (imported
-   lazily, only here) because the issue asks ``impax train`` to print the metrics.
+   of the training codes; the record says which (``reference``). :func:`train` itself only trains.
 
 Choices differing from the original (documented in :mod:`impax.models.imnet_gan` too): critic
 sign convention (WGAN's usual one), one ε per sample by default, and shuffled batches (the
@@ -341,20 +341,4 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
                                "wasserstein": res.metrics.get("wasserstein"), "g_loss": res.metrics.get("g_loss"),
                                "n_codes": int(len(zs)), "batch_size": loader.batch_size,
                                "train_seconds": round(time.perf_counter() - t0, 1)}
-    if stopped != "done" or cfg.eval_samples <= 0:
-        return summary
-    if not cfg.ae_run:
-        summary["eval"] = "skipped: no imnet-ae run known to decode the codes (--set ae_run=PATH)"
-        return summary
-    t1 = time.perf_counter()
-    from impax.inference.imnet_gan import evaluate  # the evaluation hook (see the module doc)
-
-    report = evaluate(out, count=cfg.eval_samples, resolution=cfg.eval_resolution, n_points=cfg.eval_points,
-                      reference=cfg.eval_reference, max_reference=cfg.eval_max_reference, seed=cfg.eval_seed,
-                      model=model)
-    report["global_step"] = res.global_step
-    (out / EVAL_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    for k in ("nonempty_fraction", "coverage", "mmd", "one_nna", "reference", "n_generated", "n_reference"):
-        summary[k] = report.get(k)
-    summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
     return summary
