@@ -187,3 +187,21 @@ def test_stage_keys_follow_the_options_that_change_results(tmp_path):
     assert all(mine[n] != base[n] for n in base)
     make_shape("box", 1).mesh.export(tmp_path / "m" / "a" / "y.ply")  # the folder changed
     assert keys(quick=True, meshes=tmp_path / "m")["shapes"] != mine["shapes"]
+
+
+def test_demo_uses_each_recipes_own_demo_and_quick_presets():
+    from types import SimpleNamespace
+
+    from impax.demo import RecipePlan, make_plan, recipe_presets
+    from impax.train.recipes import recipe_module
+
+    # a module that trains several recipes keys its presets by recipe (ldif: sif and ldif)
+    two = SimpleNamespace(PRESETS={"sif": {"cpu": 1, "demo": 2}, "ldif": {"cpu": 3}})
+    assert recipe_presets(two, "sif") == {"cpu": 1, "demo": 2}
+    assert RecipePlan("ldif", ("demo",), "cpu", {"a": 1}, max_steps=5).choose(recipe_presets(two, "ldif")) == (
+        "cpu", {"a": 1}, 5)
+    for quick in (False, True):
+        p = make_plan(quick=quick, seed=0)
+        for rp in (p.ldif, p.gan):
+            name, overrides, steps = rp.choose(recipe_presets(recipe_module(rp.recipe), rp.recipe))
+            assert (name, overrides, steps) == ("quick" if quick else "demo", {}, None)

@@ -98,6 +98,14 @@ class StageFailed(RuntimeError):
 # the plan
 
 
+def recipe_presets(module: Any, recipe: str) -> Mapping[str, Any]:
+    """The presets of ``recipe``: ``module.PRESETS``, or ``module.PRESETS[recipe]`` for a module
+    that trains several recipes (``ldif``: ``PRESETS["sif"]``, ``PRESETS["ldif"]``)."""
+    presets = getattr(module, "PRESETS", {})
+    inner = presets.get(recipe)
+    return inner if isinstance(inner, Mapping) else presets
+
+
 @dataclasses.dataclass(frozen=True)
 class RecipePlan:
     """How the demo trains one recipe: the preset it prefers, the fallback preset and overrides."""
@@ -364,7 +372,7 @@ class Demo:
         from impax.train.recipes import recipe_module
 
         try:
-            presets = getattr(recipe_module(rp.recipe), "PRESETS", {})
+            presets = recipe_presets(recipe_module(rp.recipe), rp.recipe)
         except Exception as e:  # a recipe that does not import: report it when the stage runs
             return {"available": True, "import_error": f"{type(e).__name__}: {e}"}
         preset, overrides, max_steps = rp.choose(presets)
@@ -493,7 +501,7 @@ class Demo:
             from impax.train.recipes import recipe_module
 
             mod = recipe_module(rp.recipe)
-            preset, overrides, max_steps = rp.choose(getattr(mod, "PRESETS", {}))
+            preset, overrides, max_steps = rp.choose(recipe_presets(mod, rp.recipe))
             data = self.run_dir("imnet-ae") if rp.recipe == "imnet-gan" else self.data_dir
             self.log(f"      {rp.recipe}: preset {preset!r}" + (f" with {len(overrides)} overrides" if overrides else "")
                      + (f", at most {max_steps} steps" if max_steps else ""))
