@@ -152,6 +152,10 @@ def _stages(out: Path) -> list[dict[str, Any]]:
 def _section_header(rep: Report, out: Path) -> None:
     rep.heading("What was run", anchor="run")
     rows = _stages(out)
+    if rows and not any(r["stage"] == "report" for r in rows):
+        # this page is written inside the report stage, before that stage's marker
+        rows.append({"stage": "report", "seconds": "", "details": "this page (its time is in .stages/report.json "
+                                                                  "once written)"})
     if rows:
         total = sum(r["seconds"] for r in rows if isinstance(r["seconds"], float) and math.isfinite(r["seconds"]))
         rep.table(rows, ["stage", "seconds", "details"], caption=f"Stages ({total:.0f} s in all)",
