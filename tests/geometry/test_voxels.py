@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import trimesh
 
 import impax.geometry.voxels as voxels

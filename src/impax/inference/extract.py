@@ -124,6 +124,26 @@ def write_mesh(mesh: Any, path: str | Path) -> Path:
     return path
 
 
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a shape id (letters, digits, ``-_.``; anything else becomes ``_``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def save_row(row: dict[str, Any], res: ExtractionResult, path: str | Path, frame: str | None = None,
+             empty_reason: str = "") -> dict[str, Any]:
+    """Write ``res``'s mesh to ``path`` and record it in a reconstruction row (in place): ``path``,
+    ``ok`` (non-empty), ``queries``, ``faces``, ``vertices``, ``extract_seconds``, ``frame`` when
+    given, and ``reason`` when the mesh is empty (``res.message``, else ``empty_reason``)."""
+    res.save(path)
+    row.update(path=str(path), ok=not res.empty, queries=res.queries, faces=int(len(res.mesh.faces)),
+               vertices=int(len(res.mesh.vertices)), extract_seconds=round(res.seconds, 3))
+    if frame is not None:
+        row["frame"] = frame
+    if res.empty:
+        row["reason"] = res.message or empty_reason
+    return row
+
+
 def _bounds(half: float | None, bounds: Any) -> tuple[np.ndarray, np.ndarray]:
     if bounds is not None:
         b = np.asarray(bounds, dtype=np.float64)
@@ -542,5 +562,6 @@ def jit_fn(fn: Callable[..., Any]) -> ImplicitFn:
     return jax.jit(fn)
 
 
-__all__ = ["ExtractionResult", "dense_grid", "extract_dense", "extract_mesh", "jit_fn", "write_mesh",
+__all__ = ["ExtractionResult", "batch_buckets", "dense_grid", "extract_dense", "extract_mesh", "jit_fn", "safe_name",
+           "save_row", "warm_up", "write_mesh",
            "NAN_OUTSIDE_OFFSET"]

@@ -27,6 +27,10 @@ from typing import Any
 import numpy as np
 
 from impax.conventions import IMNET_BOX_HALF, IMNET_ISO_LEVEL, Transform
+from impax.inference.extract import safe_name, save_row
+
+#: Why a decoded IM-NET shape can be empty (the row's ``reason`` when the extractor gives none).
+EMPTY_REASON = "empty mesh: the decoded occupancy never crosses 0.5"
 
 #: Query batch of the extractor (fixed, so the decoder compiles once).
 QUERY_BATCH = 32768
@@ -171,10 +175,6 @@ def _load_item(item: dict[str, Any]) -> tuple[np.ndarray, Transform | None]:
         return np.asarray(f.voxels(item["index"])).reshape(64, 64, 64), None
 
 
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 # ----------------------------------------------------------------------------------------------
 # public API
 
@@ -216,13 +216,8 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
                 vox, transform = _load_item(item)
             z = encode_voxels(model, vox[None])[0]
             res = extract(query, z, resolution, transform)
-            path = out / f"{_safe_name(item['id'])}.{mesh_format}"
-            res.save(path)
-            row.update(path=str(path), ok=not res.empty, queries=res.queries, faces=int(len(res.mesh.faces)),
-                       vertices=int(len(res.mesh.vertices)), frame="original" if transform is not None else "imnet",
-                       extract_seconds=round(res.seconds, 3))
-            if res.empty:
-                row["reason"] = res.message
+            save_row(row, res, out / f"{safe_name(item['id'])}.{mesh_format}",
+                     "original" if transform is not None else "imnet")
         except Exception as e:  # one bad input must not stop the batch
             row["reason"] = f"{type(e).__name__}: {e}".splitlines()[0]
         row["seconds"] = round(time.perf_counter() - t0, 3)

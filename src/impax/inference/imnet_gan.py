@@ -11,15 +11,12 @@ evaluation: :mod:`impax.evaluation.gan`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from impax.conventions import IMNET_BOX_HALF, Transform
 
 
 def load_gan(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -51,7 +48,8 @@ def generate_codes(model: Any, cfg: Any, count: int, seed: int = 0) -> np.ndarra
 
 def decode_and_save(ae: Any, zs: np.ndarray, out: Path, resolution: int, mesh_format: str,
                      prefix: str = "sample") -> tuple[list[dict[str, Any]], list[Any]]:
-    from impax.inference.imnet import DecoderQuery, extract
+    from impax.inference.extract import save_row
+    from impax.inference.imnet import EMPTY_REASON, DecoderQuery, extract
 
     out.mkdir(parents=True, exist_ok=True)
     query = DecoderQuery(ae.generator)
@@ -62,14 +60,8 @@ def decode_and_save(ae: Any, zs: np.ndarray, out: Path, resolution: int, mesh_fo
         mesh = None
         try:
             res = extract(query, z, resolution)
-            path = out / f"{prefix}_{k:03d}.{mesh_format}"
-            res.save(path)
-            row.update(path=str(path), ok=not res.empty, queries=res.queries, faces=int(len(res.mesh.faces)),
-                       vertices=int(len(res.mesh.vertices)), extract_seconds=round(res.seconds, 3))
-            if res.empty:
-                row["reason"] = res.message or "empty mesh: the decoded occupancy never crosses 0.5"
-            else:
-                mesh = res.mesh
+            save_row(row, res, out / f"{prefix}_{k:03d}.{mesh_format}", empty_reason=EMPTY_REASON)
+            mesh = None if res.empty else res.mesh
         except Exception as e:  # one bad sample must not stop the batch
             row["reason"] = f"{type(e).__name__}: {e}".splitlines()[0]
         row["seconds"] = round(time.perf_counter() - t0, 3)

@@ -69,7 +69,8 @@ def reconstruct_images(run: str | Path, inputs: Sequence[str | Path], out: str |
     """Meshes ``out/<stem>.<mesh_format>`` of single images (PNG files) through an ``imnet-svr``
     run, in the IM-NET frame; one row per input ``{"id", "input", "path", "ok", "queries",
     "seconds", ...}`` (``ok`` False with a ``reason`` for an unreadable image or an empty mesh)."""
-    from impax.inference.imnet import DecoderQuery, _safe_name, extract
+    from impax.inference.extract import safe_name, save_row
+    from impax.inference.imnet import EMPTY_REASON, DecoderQuery, extract
     from impax.train.recipes.imnet_svr import VIEW_SIZE, crop_views, encode_images
 
     out = Path(out)
@@ -84,12 +85,7 @@ def reconstruct_images(run: str | Path, inputs: Sequence[str | Path], out: str |
             img = crop_views(image_pixels(p, VIEW_SIZE), cfg.model.image_size)
             z = encode_images(model.encoder, img[None])[0]
             res = extract(query, z, resolution)
-            path = out / f"{_safe_name(Path(p).stem)}.{mesh_format}"
-            res.save(path)
-            row.update(path=str(path), ok=not res.empty, queries=res.queries, faces=int(len(res.mesh.faces)),
-                       vertices=int(len(res.mesh.vertices)), extract_seconds=round(res.seconds, 3))
-            if res.empty:
-                row["reason"] = res.message or "empty mesh: the decoded occupancy never crosses 0.5"
+            save_row(row, res, out / f"{safe_name(Path(p).stem)}.{mesh_format}", empty_reason=EMPTY_REASON)
         except Exception as e:  # one bad input must not stop the batch
             row["reason"] = f"{type(e).__name__}: {e}".splitlines()[0]
         row["seconds"] = round(time.perf_counter() - t0, 3)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from impax.conventions import LDIF_EXTRACT_HALF, LDIF_ISO_LEVEL, Transform
+from impax.inference.extract import safe_name, save_row
 
 from impax.models.ldif_model import QUERY_BATCH, shape_values, sif_query, unbatch
 
@@ -225,10 +226,6 @@ def points_inputs(path: str | Path, cfg: Any, seed: int = 0) -> tuple[dict[str, 
     return out, t
 
 
-def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 # ----------------------------------------------------------------------------------------------
 # public API
 
@@ -279,20 +276,14 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
             else:
                 inp, transform = points_inputs(item["file"], cfg)
             sif = unbatch(encode(model, inp))
-            name = _safe_name(item["id"])
+            name = safe_name(item["id"])
             sif_path = out / f"{name}.sif.txt"
             write_sif(sif_path, sif)
             row["sif"] = str(sif_path)
             if transform is not None:
                 (out / f"{name}.gaps.json").write_text(json.dumps(transform.to_dict()) + "\n")
             res = extract_sif(sif, weights, resolution, transform)
-            path = out / f"{name}.{mesh_format}"
-            res.save(path)
-            row.update(path=str(path), ok=not res.empty, queries=res.queries, faces=int(len(res.mesh.faces)),
-                       vertices=int(len(res.mesh.vertices)), frame="original" if transform is not None else "gaps",
-                       extract_seconds=round(res.seconds, 3))
-            if res.empty:
-                row["reason"] = res.message
+            save_row(row, res, out / f"{name}.{mesh_format}", "original" if transform is not None else "gaps")
         except Exception as e:  # one bad input must not stop the batch
             row["reason"] = f"{type(e).__name__}: {e}".splitlines()[0]
         row["seconds"] = round(time.perf_counter() - t0, 3)
