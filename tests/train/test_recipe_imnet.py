@@ -121,6 +121,15 @@ def test_presets_are_frozen_and_paper_matches_imnet_pytorch():
     assert cpu.model.gf_dim == 8 and cpu.stages[2].epochs == 7 and cpu.stages[0] == R.CPU.stages[0]
     with pytest.raises(ValueError, match="unknown config key"):
         R.apply_overrides(R.CPU, {"model.nope": 1})
+    # every preset's level stages fit the stored IM-NET sample counts (4096 / 4096 / 16384)
+    stored = {16: 4096, 32: 4096, 64: 16384}
+    for name, preset in R.PRESETS.items():
+        assert all(s.points <= stored[s.level] for s in preset.stages), name
+    # the demo preset is the cpu recipe with fewer level-64 epochs and no held-out evaluation
+    demo = R.PRESETS["demo"]
+    assert demo.model == R.CPU.model and demo.train.learning_rate == R.CPU.train.learning_rate
+    assert demo.stages[:2] == R.CPU.stages[:2] and demo.stages[2].epochs < R.CPU.stages[2].epochs
+    assert demo.heldout_splits == () and R.CPU.heldout_splits == ("val", "test")
 
 
 def test_space_to_depth_encoder_equals_the_model_encoder():
