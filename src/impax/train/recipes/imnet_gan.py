@@ -48,8 +48,8 @@ from flax import nnx
 from impax.configs import from_dict, to_dict
 from impax.models.imnet_gan import GANConfig, LatentCritic, LatentGenerator
 from impax.train.config import RESUMABLE_FIELDS, TrainConfig
+from impax.train.recipes.common import RUN_JSON, apply_dotted, write_run_json
 
-RUN_JSON = "run.json"
 EVAL_FILE = "eval_generation.json"
 SAMPLES_DIR = "samples"
 
@@ -125,52 +125,12 @@ CRITIC = "critic"
 # config helpers (shared with the imnet-svr recipe)
 
 
-def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def apply_overrides(cfg: Any, overrides: Mapping[str, Any] | None) -> Any:
     """``{"train.learning_rate": 1e-4, "gan.hidden": 256}`` → a new config of ``type(cfg)``
-    (dotted paths into :func:`~impax.configs.to_dict`)."""
+    (dotted paths into :func:`~impax.configs.to_dict`, :func:`~impax.train.recipes.common.apply_dotted`)."""
     if not overrides:
         return cfg
-    d = to_dict(cfg)
-    for key, value in overrides.items():
-        node: Any = d
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.get(p) if isinstance(node, dict) else None
-            if node is None:
-                raise ValueError(f"unknown config key {key!r}")
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise ValueError(f"unknown config key {key!r}")
-        node[parts[-1]] = value
-    return from_dict(type(cfg), d)
-
-
-def write_run_json(out: Path, info: dict[str, Any], resumable: set[str]) -> None:
-    """Write ``RUN/run.json``; refuse when an existing run used other (non-resumable) settings."""
-    path = out / RUN_JSON
-    if path.is_file():
-        old = json.loads(path.read_text())
-        a, b = flat(old.get("config", {})), flat(info["config"])
-        diff = sorted(k for k in set(a) | set(b) if k not in resumable and a.get(k) != b.get(k))
-        if old.get("recipe") != info["recipe"]:
-            diff.insert(0, "recipe")
-        if diff or old.get("seed") != info["seed"]:
-            detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) or "seed"
-            raise ValueError(f"{out} holds a run with different settings ({detail}); use a new --out "
-                             "or the same preset/--set/--seed")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    return from_dict(type(cfg), apply_dotted(to_dict(cfg), overrides))
 
 
 # ----------------------------------------------------------------------------------------------

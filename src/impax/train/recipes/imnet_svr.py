@@ -39,10 +39,11 @@ import numpy as np
 from flax import nnx
 
 from impax.configs import from_dict, to_dict
-from impax.models.imnet import IMNET_PYTORCH, IMNetConfig, ImplicitDecoder
+from impax.models.imnet import IMNetConfig, ImplicitDecoder
 from impax.models.imnet_svr import ImageEncoder, SVRConfig
 from impax.train.config import RESUMABLE_FIELDS, TrainConfig
-from impax.train.recipes.imnet_gan import apply_overrides, read_codes, write_run_json
+from impax.train.recipes.common import write_run_json
+from impax.train.recipes.imnet_gan import apply_overrides, read_codes
 
 EVAL_FILE = "eval_svr.json"
 #: IM-NET's render size and the encoder's input crop.
