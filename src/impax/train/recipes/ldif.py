@@ -120,7 +120,7 @@ LDIF_CPU_RECIPE = dataclasses.replace(LDIF_CPU, near_surface_weight=1.0, learnin
 #: Epochs of the cpu presets: sized on the built-in shapes (``impax shapes --count 88``: ~70
 #: training shapes, 17 steps per epoch at batch 4) for <= 10 minutes on 2 cores; see the issue note.
 CPU_EPOCHS = 30
-LDIF_CPU_EPOCHS = 30
+LDIF_CPU_EPOCHS = 60
 
 
 def _cpu(model: LdifConfig, epochs: int = CPU_EPOCHS, **kw: Any) -> LdifRunConfig:
@@ -143,17 +143,21 @@ def _quick(model: LdifConfig) -> LdifRunConfig:
                                                          log_every_steps=5))
 
 
-#: ``demo`` (``impax demo``: ~150 s on 2 cores, ~26 training shapes): the cpu models, fewer epochs.
-DEMO_EPOCHS = 20
+#: ``demo`` (``impax demo``: ~150 s on 2 cores, 22 training shapes = 5 steps per epoch): the cpu
+#: models, epochs for ~180 LDIF / ~400 SIF steps (SIF at Adam 5e-4, better than 1e-4 at short budgets).
+LDIF_DEMO_EPOCHS = 36
+SIF_DEMO_EPOCHS = 80
+SIF_DEMO = dataclasses.replace(SIF_CPU, learning_rate=5e-4)
 
 #: recipe name → preset name → config.
 PRESETS: dict[str, dict[str, LdifRunConfig]] = {
     "ldif": {"paper": _paper(LDIF, 2400), "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros"),
-             "demo": _cpu(LDIF_CPU_RECIPE, DEMO_EPOCHS, decoder_output_init="zeros"), "quick": _quick(LDIF_QUICK)},
-    "sif": {"paper": _paper(SIF, 320), "cpu": _cpu(SIF_CPU), "demo": _cpu(SIF_CPU, DEMO_EPOCHS),
+             "demo": _cpu(LDIF_CPU_RECIPE, LDIF_DEMO_EPOCHS, decoder_output_init="zeros"),
+             "quick": _quick(LDIF_QUICK)},
+    "sif": {"paper": _paper(SIF, 320), "cpu": _cpu(SIF_CPU), "demo": _cpu(SIF_DEMO, SIF_DEMO_EPOCHS),
             "quick": _quick(SIF_QUICK)},
     "sifpp": {"paper": _paper(SIF_PLUS_PLUS, 2400), "cpu": _cpu(SIF_PLUS_PLUS_CPU),
-              "demo": _cpu(SIF_PLUS_PLUS_CPU, DEMO_EPOCHS), "quick": _quick(SIF_PLUS_PLUS_QUICK)},
+              "demo": _cpu(SIF_PLUS_PLUS_CPU, LDIF_DEMO_EPOCHS), "quick": _quick(SIF_PLUS_PLUS_QUICK)},
 }
 
 #: Fields that may change when a run is resumed (they do not change the maths).
