@@ -54,7 +54,6 @@ written that way — same parameters, same outputs (tests check 1e-5 against
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,8 +64,8 @@ import numpy as np
 from impax.configs import from_dict, to_dict
 from impax.models.imnet import IMNET_PYTORCH, IMNetConfig
 from impax.train.config import TrainConfig
+from impax.train.recipes.common import apply_dotted, record_iou, write_run_json
 
-RUN_JSON = "run.json"
 ZS_FILE = "zs_train.hdf5"
 ZS_NAMES = "zs_train.txt"
 EVAL_FILE = "eval_voxel_iou.json"
@@ -183,22 +182,7 @@ def apply_overrides(cfg: ImnetAEConfig, overrides: Mapping[str, Any] | None) -> 
     → a new config (dotted paths into :func:`~impax.configs.to_dict`; list indices allowed)."""
     if not overrides:
         return cfg
-    d = to_dict(cfg)
-    for key, value in overrides.items():
-        parts = key.split(".")
-        node: Any = d
-        for p in parts[:-1]:
-            node = node[int(p)] if isinstance(node, list) else node.get(p) if isinstance(node, dict) else None
-            if node is None:
-                raise ValueError(f"unknown config key {key!r}")
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = value
-        elif isinstance(node, dict) and last in node:
-            node[last] = value
-        else:
-            raise ValueError(f"unknown config key {key!r}")
-    return config_from_dict(d)
+    return config_from_dict(apply_dotted(to_dict(cfg), overrides))
 
 
 def config_from_dict(d: Mapping[str, Any]) -> ImnetAEConfig:
@@ -206,15 +190,6 @@ def config_from_dict(d: Mapping[str, Any]) -> ImnetAEConfig:
     stages = tuple(LevelStage(**s) if isinstance(s, Mapping) else s for s in d.pop("stages", PAPER.stages))
     out = from_dict(ImnetAEConfig, d)
     return dataclasses.replace(out, stages=stages)
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -425,9 +400,13 @@ def export_latents(model: Any, voxels: np.ndarray, names: Sequence[str], out: st
     """Write ``zs`` [N, z] float32 to ``out/zs_train.hdf5`` and the names to ``out/zs_train.txt``."""
     import h5py
 
+    from impax.train.distributed import is_primary
+
     out = Path(out)
     zs = encode_voxels(model, voxels)
     path = out / ZS_FILE
+    if not is_primary():  # one writer in a multi-process run
+        return path
     tmp = path.with_suffix(".hdf5.tmp")
     with h5py.File(tmp, "w") as f:
         f.create_dataset("zs", data=zs.astype(np.float32))
@@ -479,21 +458,9 @@ def make_tx(cfg: ImnetAEConfig, total_steps: int) -> Any:
 
 
 def _write_run_json(out: Path, name: str, preset: str, cfg: ImnetAEConfig, data: Path, seed: int) -> None:
-    path = out / RUN_JSON
-    now = {"recipe": name, "family": "imnet", "preset": preset, "config": to_dict(cfg),
-           "data": str(data.absolute()), "seed": int(seed)}
-    if path.is_file():
-        old = json.loads(path.read_text())
-        a, b = _flat(old.get("config", {})), _flat(now["config"])
-        diff = sorted(k for k in set(a) | set(b) if k not in _RESUMABLE and a.get(k) != b.get(k))
-        if diff or old.get("seed") != now["seed"]:
-            detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) or "seed"
-            raise ValueError(f"{out} holds a run with different settings ({detail}); use a new --out "
-                             "or the same preset/--set/--seed")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(now, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_run_json(out, {"recipe": name, "family": "imnet", "preset": preset, "config": to_dict(cfg),
+                         "data": str(data.absolute()), "seed": int(seed)}, _RESUMABLE,
+                   normalize=lambda d: to_dict(config_from_dict(d)))
 
 
 def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
@@ -543,11 +510,6 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
         report["heldout"] = evaluate_iou(model, hvox, hnames, cfg.eval_batch)
         report["heldout"]["splits"] = held
     report["global_step"] = res.global_step
-    (out / EVAL_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    summary["iou_train"] = report["train"]["mean_iou"]
-    summary["n_train"] = report["train"]["count"]
-    if "heldout" in report:
-        summary["iou_heldout"] = report["heldout"]["mean_iou"]
-        summary["n_heldout"] = report["heldout"]["count"]
+    record_iou(out, EVAL_FILE, report, summary)
     summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
     return summary
