@@ -76,7 +76,6 @@ it beats the ``sif`` cpu preset (0.378) and also a SIF given about the same time
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -88,8 +87,8 @@ from impax.configs import from_dict, to_dict
 from impax.conventions import LDIF_ISO_LEVEL
 from impax.models.ldif_config import LDIF, LDIF_CPU, SIF, SIF_PLUS_PLUS, LdifConfig
 from impax.train.config import TrainConfig
+from impax.train.recipes.common import apply_dotted, record_iou, write_run_json
 
-RUN_JSON = "run.json"
 EVAL_FILE = "eval_iou.json"
 DECODER_FILE = "extracted.occnet"
 #: Values of :attr:`LdifRunConfig.decoder_output_init`.
@@ -218,29 +217,10 @@ def apply_overrides(cfg: LdifRunConfig, overrides: Mapping[str, Any] | None) -> 
     ``model.learning_rate`` also sets the optimiser's rate unless ``train.learning_rate`` is given."""
     if not overrides:
         return cfg
-    d = to_dict(cfg)
-    for key, value in overrides.items():
-        parts = key.split(".")
-        node: Any = d
-        for p in parts[:-1]:
-            node = node.get(p) if isinstance(node, dict) else None
-            if node is None:
-                raise ValueError(f"unknown config key {key!r}")
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise ValueError(f"unknown config key {key!r}")
-        node[parts[-1]] = value
+    d = apply_dotted(to_dict(cfg), overrides)
     if "model.learning_rate" in overrides and "train.learning_rate" not in overrides:
         d["train"]["learning_rate"] = overrides["model.learning_rate"]
     return config_from_dict(d)
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,10 +414,14 @@ def export_decoder(model: Any, out: str | Path) -> Path | None:
     """Write ``out/extracted.occnet`` (atomically); ``None`` for models without a local decoder."""
     from impax.models.sif_format import write_occnet
 
+    from impax.train.distributed import is_primary
+
     w = decoder_weights(model)
     if w is None:
         return None
     path = Path(out) / DECODER_FILE
+    if not is_primary():  # one writer in a multi-process run
+        return path
     tmp = path.with_name(path.name + ".tmp")
     write_occnet(tmp, w)
     tmp.replace(path)
@@ -449,22 +433,10 @@ def export_decoder(model: Any, out: str | Path) -> Path | None:
 
 
 def _write_run_json(out: Path, name: str, preset: str, cfg: LdifRunConfig, data: Path, seed: int) -> None:
-    path = out / RUN_JSON
-    now = {"recipe": name, "family": "ldif", "preset": preset, "config": to_dict(cfg),
-           "data": str(data.absolute()), "seed": int(seed)}
-    if path.is_file():
-        old = json.loads(path.read_text())
-        # through the config class, so fields added since the run started read as their defaults
-        a, b = _flat(to_dict(config_from_dict(old.get("config", {})))), _flat(now["config"])
-        diff = sorted(k for k in set(a) | set(b) if k not in _RESUMABLE and a.get(k) != b.get(k))
-        if diff or old.get("seed") != now["seed"] or old.get("recipe") != name:
-            detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) or "recipe/seed"
-            raise ValueError(f"{out} holds a run with different settings ({detail}); use a new --out "
-                             "or the same recipe/preset/--set/--seed")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(now, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    # through the config class, so fields added since the run started read as their defaults
+    write_run_json(out, {"recipe": name, "family": "ldif", "preset": preset, "config": to_dict(cfg),
+                         "data": str(data.absolute()), "seed": int(seed)}, _RESUMABLE,
+                   normalize=lambda d: to_dict(config_from_dict(d)))
 
 
 def resolve_config(name: str, preset: str, overrides: Mapping[str, Any] | None = None) -> LdifRunConfig:
@@ -521,11 +493,6 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
         report["heldout"]["splits"] = held
     report["global_step"] = res.global_step
     report["rule"] = "F < -0.07 at the stored uniform samples vs stored sdf < 0"
-    (out / EVAL_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    summary["iou_train"] = report["train"]["mean_iou"]
-    summary["n_train"] = report["train"]["count"]
-    if "heldout" in report:
-        summary["iou_heldout"] = report["heldout"]["mean_iou"]
-        summary["n_heldout"] = report["heldout"]["count"]
+    record_iou(out, EVAL_FILE, report, summary)
     summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
     return summary
