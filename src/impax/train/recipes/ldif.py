@@ -41,7 +41,9 @@ Presets (:data:`PRESETS`, per recipe name):
   models; ``ldif`` 44 epochs (220 steps), ``sif`` 160 epochs (800 steps) at Adam 5e-4.
   Measured on the demo's store (11 held-out shapes), one core: ``ldif`` 0.310 held-out IoU in
   133 s (36 epochs: 0.277, 119 s); ``sif`` 0.409 in 121 s (80 epochs at 5e-4: 0.340, 71 s). At
-  this budget SIF is ahead: the LDIF decoder needs ~500 steps before it adds to the SIF part.
+  this budget SIF is ahead: the LDIF decoder needs ~500 steps before it adds to the SIF part. In
+  the full ``impax demo`` on 2 cores (11 held-out shapes): 44 epochs 83 s, held-out IoU 0.306;
+  100 epochs 159 s, 0.269 (lower despite a lower loss; 1020 steps reach 0.51 on the 88 shapes).
 * ``quick``: smoke runs (8 + 4 elements with 8-d latents, 32^2 views, spc 128, 2 epochs, Adam
   1e-3): ~15 s of training, mostly compilation (``ldif``; ``sif`` ~7 s) on the quick demo's store.
 
