@@ -205,3 +205,21 @@ def test_demo_uses_each_recipes_own_demo_and_quick_presets():
         for rp in (p.ldif, p.gan):
             name, overrides, steps = rp.choose(recipe_presets(recipe_module(rp.recipe), rp.recipe))
             assert (name, overrides, steps) == ("quick" if quick else "demo", {}, None)
+
+
+def test_a_changed_preset_retrains_its_stage_and_what_depends_on_it(tmp_path, monkeypatch):
+    import dataclasses
+
+    from impax.demo import Demo
+    from impax.train.recipes import ldif as L
+
+    def keys():
+        return {s.name: s.key for s in Demo(tmp_path / "o", quick=True).stages()}
+
+    base = keys()
+    quick = L.PRESETS["ldif"]["quick"]
+    monkeypatch.setitem(L.PRESETS["ldif"], "quick", dataclasses.replace(quick, epochs=quick.epochs + 1))
+    changed = keys()
+    assert changed["train-ldif"] != base["train-ldif"]
+    assert changed["reconstruct-ldif"] != base["reconstruct-ldif"] and changed["report"] != base["report"]
+    assert changed["train-imnet-ae"] == base["train-imnet-ae"] and changed["prepare"] == base["prepare"]

@@ -379,8 +379,16 @@ class Demo:
         except Exception as e:  # a recipe that does not import: report it when the stage runs
             return {"available": True, "import_error": f"{type(e).__name__}: {e}"}
         preset, overrides, max_steps = rp.choose(presets)
-        return {"available": True, "preset": preset, "overrides": overrides, "max_steps": max_steps,
-                "seed": self.seed}
+        # the preset's content, not only its name: a changed preset must retrain
+        content = presets.get(preset)
+        if dataclasses.is_dataclass(content):
+            from impax.configs import to_dict
+
+            content = _hash(to_dict(content))
+        else:
+            content = repr(content)
+        return {"available": True, "preset": preset, "preset_config": content, "overrides": overrides,
+                "max_steps": max_steps, "seed": self.seed}
 
     def _wrap(self, name: str, budget: float, key: str, fn: Callable[[], dict[str, Any]]
               ) -> Callable[[], dict[str, Any]]:
