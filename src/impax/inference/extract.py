@@ -342,7 +342,7 @@ def _follow_surface(grid: np.ndarray, known: np.ndarray, marked: np.ndarray, ev:
     """
     r = marked.shape[0]
     n = 2 * r + 1
-    flat_grid, flat_known = grid.reshape(-1), known.reshape(-1)
+    flat_grid = grid.reshape(-1)
     new = marked
     rounds = added = nans = 0
     while True:
@@ -367,16 +367,25 @@ def _follow_surface(grid: np.ndarray, known: np.ndarray, marked: np.ndarray, ev:
         new = np.zeros_like(marked)
         new[tuple(grow.T)] = True
         marked |= new
-        need = _child_nodes(new)
-        need &= ~known
-        idx = np.flatnonzero(need)
-        del need
-        if len(idx):
-            v = ev(_node_points(idx, n, lo, step))
-            nans += _sanitize(v, level, inside)
-            flat_grid[idx] = v
-            flat_known[idx] = True
+        nans += _query_children(new, grid, known, ev, lo, step, level, inside)
     return rounds, added, nans
+
+
+def _query_children(cells: np.ndarray, grid: np.ndarray, known: np.ndarray, ev: _Evaluator, lo: np.ndarray,
+                    step: np.ndarray, level: float, inside: str) -> int:
+    """Query every not-yet-known fine node of the coarse ``cells`` (``[r]^3`` mask) into ``grid``
+    (``[2r+1]^3``) and mark it known, in place; returns the NaN count."""
+    need = _child_nodes(cells)
+    need &= ~known
+    idx = np.flatnonzero(need)
+    del need
+    if not len(idx):
+        return 0
+    v = ev(_node_points(idx, grid.shape[0], lo, step))
+    nans = _sanitize(v, level, inside)
+    grid.reshape(-1)[idx] = v
+    known.reshape(-1)[idx] = True
+    return nans
 
 
 def _marching_cubes(grid: np.ndarray, level: float, inside: str, lo: np.ndarray, step: np.ndarray):
@@ -525,16 +534,7 @@ def extract_mesh(fn: ImplicitFn, resolution: int = 256, *, level: float = 0.0, h
         r *= 2
         n = r + 1
         step = (hi - lo) / r
-        need = _child_nodes(marked)
-        need &= ~known
-        idx = np.flatnonzero(need)
-        del need
-        if len(idx):
-            vals = ev(_node_points(idx, n, lo, step))
-            nan_count += _sanitize(vals, level, inside)
-            grid.reshape(-1)[idx] = vals
-            known.reshape(-1)[idx] = True
-        del idx
+        nan_count += _query_children(marked, grid, known, ev, lo, step, level, inside)
         rounds = 0
         if follow:
             rounds, grown, nans = _follow_surface(grid, known, marked, ev, lo, step, level, inside)
