@@ -91,3 +91,16 @@ def test_export_without_official_views_leaves_out_pixels(tmp_path, rng):
     assert check_layout(out) == [] and not ImnetHdf5(out).has_pixels
     with pytest.raises(ValueError, match="views"):
         export_imnet_hdf5(store, "train", tmp_path / "y.hdf5", pixels=True)
+
+
+def test_data_kind_tells_a_store_from_an_imnet_hdf5_file(tmp_path):
+    from impax.data.store import data_kind
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "index.json").write_text("{}")
+    (tmp_path / "f.hdf5").write_bytes(b"")
+    (tmp_path / "f.txt").write_text("")
+    assert data_kind(tmp_path / "store") == "store" and data_kind(tmp_path / "f.hdf5") == "hdf5"
+    assert data_kind(tmp_path / "f.txt") is None and data_kind(tmp_path / "missing") is None
+    with pytest.raises(FileNotFoundError, match="neither a prepared store"):
+        data_kind(tmp_path / "f.txt", strict=True)

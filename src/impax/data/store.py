@@ -289,3 +289,16 @@ def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path
                          {lv: f[f"values_{lv}"][()] for lv in levels},
                          f["views"][()] if pixels else None)
     return Path(out_path)
+
+
+def data_kind(path: str | Path, strict: bool = False) -> str | None:
+    """``"store"`` for a prepared store folder (``index.json``), ``"hdf5"`` for an IM-NET
+    ``.hdf5``/``.h5`` file, else ``None`` (``strict``: ``FileNotFoundError`` naming the path)."""
+    p = Path(path)
+    if (p / "index.json").is_file():
+        return "store"
+    if p.is_file() and p.suffix in (".hdf5", ".h5"):
+        return "hdf5"
+    if strict:
+        raise FileNotFoundError(f"{path}: neither a prepared store (index.json) nor an IM-NET .hdf5 file")
+    return None

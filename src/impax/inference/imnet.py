@@ -117,18 +117,10 @@ def _voxel_items(inputs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Parse ``inputs``: a store folder or IM-NET .hdf5 file starts a source; ``split=NAME`` keeps one
     split of the current store; any other word is a shape id (store id or HDF5 name) of it.
     A source without ids means all of its shapes."""
-    sources: list[dict[str, Any]] = []
-    for item in inputs:
-        s = str(item)
-        p = Path(s)
-        if (p / "index.json").is_file() or (p.is_file() and p.suffix in (".hdf5", ".h5")):
-            sources.append({"path": p, "split": None, "ids": []})
-        elif s.startswith("split=") and sources:
-            sources[-1]["split"] = s.split("=", 1)[1]
-        elif sources:
-            sources[-1]["ids"].append(s)
-        else:
-            sources.append({"path": p, "split": None, "ids": [], "error": "not a prepared store or IM-NET .hdf5"})
+    from impax.data.store import data_kind
+    from impax.inference.families import group_sources
+
+    sources = group_sources(inputs, lambda p: data_kind(p) is not None, "not a prepared store or IM-NET .hdf5")
     items = []
     for src in sources:
         p = src["path"]

@@ -100,18 +100,10 @@ def _store_items(inputs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """A store folder starts a source; ``split=NAME`` keeps one split; other words are shape ids."""
     from impax.data.store import ShapeStore
 
-    sources: list[dict[str, Any]] = []
-    for item in inputs:
-        s = str(item)
-        p = Path(s)
-        if (p / "index.json").is_file():
-            sources.append({"path": p, "split": None, "ids": []})
-        elif s.startswith("split=") and sources:
-            sources[-1]["split"] = s.split("=", 1)[1]
-        elif sources:
-            sources[-1]["ids"].append(s)
-        else:
-            sources.append({"path": p, "error": "not a prepared store (no index.json)"})
+    from impax.data.store import data_kind
+    from impax.inference.families import group_sources
+
+    sources = group_sources(inputs, lambda p: data_kind(p) == "store", "not a prepared store (no index.json)")
     items = []
     for src in sources:
         if "error" in src:

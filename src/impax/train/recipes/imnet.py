@@ -286,16 +286,12 @@ class _Data:
     """A prepared store folder or an IM-NET HDF5 file, seen as splits of (name, voxels)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if (self.path / "index.json").is_file():
-            from impax.data.store import ShapeStore
+        from impax.data.store import ShapeStore, data_kind
 
-            self.kind = "store"
+        self.path = Path(path)
+        self.kind = data_kind(self.path, strict=True)
+        if self.kind == "store":
             self.store = ShapeStore(self.path)
-        elif self.path.is_file() and self.path.suffix in (".hdf5", ".h5"):
-            self.kind = "hdf5"
-        else:
-            raise FileNotFoundError(f"{path}: neither a prepared store (index.json) nor an IM-NET .hdf5 file")
 
     def loader(self, split: str, st: LevelStage, seed: int, point_mode: str) -> Any:
         if self.kind == "store":

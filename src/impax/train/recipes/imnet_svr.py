@@ -125,23 +125,20 @@ class ViewSource:
     """Views, voxels and names of a prepared store or an IM-NET HDF5 file (``pixels``)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if (self.path / "index.json").is_file():
-            from impax.data.store import ShapeStore
+        from impax.data.store import ShapeStore, data_kind
 
-            self.kind = "store"
+        self.path = Path(path)
+        self.kind = data_kind(self.path, strict=True)
+        if self.kind == "store":
             self.store = ShapeStore(self.path)
-        elif self.path.is_file() and self.path.suffix in (".hdf5", ".h5"):
+        else:
             from impax.data.imnet_hdf5 import ImnetHdf5
 
-            self.kind = "hdf5"
             with ImnetHdf5(self.path) as f:
                 if not f.has_pixels:
                     raise ValueError(f"{self.path} has no 'pixels' dataset (rendered views) to train IM-SVR")
                 self._names = list(f.names)
             self._index = {n: i for i, n in enumerate(self._names)}
-        else:
-            raise FileNotFoundError(f"{path}: neither a prepared store (index.json) nor an IM-NET .hdf5 file")
 
     def names(self, split: str | None) -> list[str]:
         """Shapes of ``split`` that have views (an HDF5 file is one split: all its shapes)."""
