@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import trimesh
 
 import impax.geometry.voxels as voxels
@@ -41,6 +42,36 @@ def test_occupancy_grid_chunking_does_not_change_the_result(monkeypatch):
     whole = occupancy_grid(ball, 24, half=0.4)
     monkeypatch.setattr(voxels, "CHUNK_POINTS", 24 * 24 * 5)  # 5 z-slabs per chunk, last one partial
     np.testing.assert_array_equal(occupancy_grid(ball, 24, half=0.4), whole)
+
+
+def test_blocked_occupancy_grid_equals_the_per_cell_grid_on_thin_closed_shapes():
+    # block evaluation (centres of 4^3 blocks, fine cells only where a triangle's bbox touches the
+    # block) must give exactly the per-cell answer, including ~1-cell-thick walls (lamp shade, mug)
+    from impax.geometry.normalize import imnet_transform, transform_mesh
+    from impax.geometry.shapes import make_shape
+
+    for family, seed in (("lamp", 3), ("mug", 1)):
+        m = make_shape(family, seed).mesh
+        m = transform_mesh(m, imnet_transform(m))
+        exact = occupancy_grid(m, 96, block=1)
+        blocked = occupancy_grid(m, 96, block=4)
+        assert exact.sum() > 1000
+        np.testing.assert_array_equal(blocked, exact)
+        # the shortcut is real: most blocks are untouched by the surface
+        assert voxels._touched_blocks(m, 24, 0.5).mean() < 0.3
+    # a few big triangles (box: 12 faces spanning many blocks) take the per-triangle path
+    box = trimesh.creation.box(extents=(0.31, 0.52, 0.7))
+    box.apply_translation((0.013, -0.02, 0.031))
+    np.testing.assert_array_equal(occupancy_grid(box, 128), occupancy_grid(box, 128, block=1))
+
+
+def test_blocked_occupancy_grid_falls_back_to_per_cell_on_open_meshes():
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.3)
+    open_ball = trimesh.Trimesh(ball.vertices, ball.faces[ball.vertices[ball.faces].mean(axis=1)[:, 1] < 0.2])
+    assert not voxels._closed(open_ball) and voxels._closed(ball)
+    np.testing.assert_array_equal(occupancy_grid(open_ball, 32, block=4), occupancy_grid(open_ball, 32, block=1))
+    with pytest.raises(ValueError, match="does not divide"):
+        occupancy_grid(ball, 30, block=4)
 
 
 def test_gaps_world2grid_maps_box_corners_to_node_indices():

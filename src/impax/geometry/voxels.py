@@ -36,9 +36,89 @@ def cell_centres(res: int, half: float) -> np.ndarray:
     return ((np.arange(res, dtype=np.float64) + 0.5) / res * 2.0 - 1.0) * half
 
 
-def occupancy_grid(mesh: trimesh.Trimesh, res: int, half: float = 0.5) -> np.ndarray:
-    """Cell-centre occupancy of a ``res``^3 grid over ``[-half, half]^3`` → bool[res,res,res], (x, y, z)."""
-    c = cell_centres(res, half)
+def occupancy_grid(mesh: trimesh.Trimesh, res: int, half: float = 0.5, block: int | None = None) -> np.ndarray:
+    """Cell-centre occupancy of a ``res``^3 grid over ``[-half, half]^3`` → bool[res,res,res], (x, y, z).
+
+    ``block`` (default: 4 when ``res`` ≥ 128 is a multiple of 4 and the mesh is closed) evaluates
+    the grid in ``block``³ blocks: first the block centres, then the fine cells only of blocks that
+    some triangle's bounding box touches (:func:`_touched_blocks`); every other block takes its
+    centre's label, which is exact for a closed surface (no triangle meets the block, so the
+    winding number is constant over it). At 256³ this queries several times fewer points.
+    ``block=1`` forces the plain per-cell evaluation; open meshes always use it (their winding
+    number is not piecewise constant).
+    """
+    if block is None:
+        block = 4 if res >= 128 and res % 4 == 0 else 1
+    if block > 1 and res % block:
+        raise ValueError(f"block {block} does not divide the grid resolution {res}")
+    if block > 1 and not _closed(mesh):
+        block = 1
+    if block == 1:
+        return _occupancy_cells(mesh, cell_centres(res, half))
+    rc = res // block
+    coarse = _occupancy_cells(mesh, cell_centres(rc, half))
+    cc = cell_centres(rc, half)
+    centres = np.stack(np.meshgrid(cc, cc, cc, indexing="ij"), axis=-1).reshape(-1, 3)
+    near = _touched_blocks(mesh, rc, half).ravel()
+    out = np.repeat(np.repeat(np.repeat(coarse, block, 0), block, 1), block, 2)
+    idx = np.flatnonzero(near)
+    if len(idx):
+        step = 2.0 * half / res
+        off = (np.arange(block) - (block - 1) / 2.0) * step
+        o = np.stack(np.meshgrid(off, off, off, indexing="ij"), axis=-1).reshape(-1, 3)
+        ijk = np.stack(np.unravel_index(idx, (rc, rc, rc)), axis=-1)
+        per = max(1, CHUNK_POINTS // len(o))
+        fine = np.arange(block)
+        for s in range(0, len(idx), per):
+            pts = (centres[idx[s:s + per], None, :] + o[None]).reshape(-1, 3)
+            lab = occupancy(mesh, pts).reshape(-1, block, block, block)
+            b = ijk[s:s + per] * block
+            ii = b[:, 0, None, None, None] + fine[None, :, None, None]
+            jj = b[:, 1, None, None, None] + fine[None, None, :, None]
+            kk = b[:, 2, None, None, None] + fine[None, None, None, :]
+            out[ii, jj, kk] = lab
+    return out
+
+
+def _touched_blocks(mesh: trimesh.Trimesh, rc: int, half: float) -> np.ndarray:
+    """bool[rc, rc, rc]: the blocks of an ``rc``³ grid over ``[-half, half]³`` that the axis-aligned
+    bounding box of at least one triangle overlaps (with a small tolerance): a superset of the
+    blocks the surface meets."""
+    from impax.geometry.inside import prepare_mesh
+
+    pm = prepare_mesh(mesh)
+    tri = np.asarray(pm.vertices, np.float64)[np.asarray(pm.faces)]
+    w = 2.0 * half / rc
+    eps = 1e-6
+    lo = np.clip(np.floor((tri.min(axis=1) + half) / w - eps), 0, rc - 1).astype(np.int64)
+    hi = np.clip(np.floor((tri.max(axis=1) + half) / w + eps), 0, rc - 1).astype(np.int64)
+    out = np.zeros((rc, rc, rc), dtype=bool)
+    span = hi - lo
+    small = np.all(span <= 2, axis=1)
+    ls, ss = lo[small], span[small]
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                m = (ss[:, 0] >= a) & (ss[:, 1] >= b) & (ss[:, 2] >= c)
+                out[ls[m, 0] + a, ls[m, 1] + b, ls[m, 2] + c] = True
+    for l_, h_ in zip(lo[~small], hi[~small]):
+        out[l_[0]:h_[0] + 1, l_[1]:h_[1] + 1, l_[2]:h_[2] + 1] = True
+    return out
+
+
+def _closed(mesh: trimesh.Trimesh) -> bool:
+    """Whether the cleaned mesh the inside tests use is closed (every edge shared by two faces)."""
+    from impax.geometry.inside import prepare_mesh
+
+    try:
+        return bool(prepare_mesh(mesh).as_trimesh().is_watertight)
+    except Exception:  # noqa: BLE001 - any doubt: take the exact per-cell path
+        return False
+
+
+def _occupancy_cells(mesh: trimesh.Trimesh, c: np.ndarray) -> np.ndarray:
+    """Winding-number occupancy at the grid of centres ``c`` (per axis), in z-slab chunks."""
+    res = len(c)
     out = np.empty((res, res, res), dtype=bool)
     slab = max(1, CHUNK_POINTS // (res * res))
     gx, gy = np.meshgrid(c, c, indexing="ij")
