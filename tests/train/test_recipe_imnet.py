@@ -156,11 +156,14 @@ def test_space_to_depth_encoder_equals_the_model_encoder():
         return jax.lax.conv_general_dilated(x, w, (2, 2, 2), ((1, 1),) * 3,
                                             dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
 
-    np.testing.assert_allclose(np.asarray(R._conv_s2d(x, w)), np.asarray(ref(x, w)), atol=1e-4)
-    for argnum in (0, 1):
-        g_ref = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(ref(x, w))), argnum)(x, w)
-        g_s2d = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(R._conv_s2d(x, w))), argnum)(x, w)
-        np.testing.assert_allclose(np.asarray(g_s2d), np.asarray(g_ref), atol=1e-4)
+    for form in ("columns", "product"):
+        np.testing.assert_allclose(np.asarray(R._conv_s2d(x, w, form)), np.asarray(ref(x, w)), atol=1e-4)
+        for argnum in (0, 1):
+            g_ref = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(ref(x, w))), argnum)(x, w)
+            g_s2d = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(R._conv_s2d(x, w, form))), argnum)(x, w)
+            np.testing.assert_allclose(np.asarray(g_s2d), np.asarray(g_ref), atol=1e-4)
+    with pytest.raises(ValueError, match="form"):
+        R._conv_s2d(x, w, "direct")
 
 
 def test_run_writes_run_json_checkpoints_zs_and_iou(full_run, tiny_data):

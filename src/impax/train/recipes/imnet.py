@@ -197,22 +197,42 @@ def config_from_dict(d: Mapping[str, Any]) -> ImnetAEConfig:
 # fast encoder
 
 
-def _conv_s2d(x: Any, kernel: Any) -> Any:
+def _conv_s2d(x: Any, kernel: Any, form: str = "auto") -> Any:
     """``conv3d(k=4, stride=2, pad=1)`` of channels-last ``x`` [B,D,H,W,C] with ``kernel``
     [4,4,4,C,O], as space-to-depth (2×2×2 blocks → 8C channels) then a 2×2×2 stride-1 window
-    product. Equal to ``lax.conv_general_dilated`` (cross-correlation, as ``nnx.Conv``)."""
+    product. Equal to ``lax.conv_general_dilated`` (cross-correlation, as ``nnx.Conv``).
+
+    Two forms of the window product (``form``; ``"auto"``: ``"columns"`` for one input channel,
+    else ``"product"``): ``"columns"`` gathers the 8 shifted blocks (8·8C columns) and multiplies
+    once by the [64C, O] kernel; ``"product"`` multiplies the blocks once by all 8 offsets' kernels
+    ([8C, 8O]) and adds the 8 shifted results, which never copies the input 8 times. Measured on
+    one core (8 shapes, ef 8, forward + backward): layer 2 0.44 → 0.15 s, layer 3 0.10 → 0.04 s;
+    on the 1-channel first layer the columns form is as fast and simpler."""
     import jax.numpy as jnp
 
     b, d, h, w, c = x.shape
+    o = kernel.shape[-1]
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
     d2, h2, w2 = (d + 2) // 2, (h + 2) // 2, (w + 2) // 2
     y = xp.reshape(b, d2, 2, h2, 2, w2, 2, c).transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(b, d2, h2, w2, 8 * c)
     # kernel offset k = 2a + p (a: block offset 0/1, p: position inside the block)
-    k = kernel.reshape(2, 2, 2, 2, 2, 2, c, -1).transpose(0, 2, 4, 1, 3, 5, 6, 7)  # a1 a2 a3 p1 p2 p3 c o
-    k = k.reshape(8 * 8 * c, -1)
-    cols = jnp.concatenate([y[:, a:a + d2 - 1, e:e + h2 - 1, f:f + w2 - 1]
-                            for a in (0, 1) for e in (0, 1) for f in (0, 1)], axis=-1)
-    return cols @ k
+    k = kernel.reshape(2, 2, 2, 2, 2, 2, c, o)  # a1 p1 a2 p2 a3 p3 c o
+    offsets = [(a, e, f) for a in (0, 1) for e in (0, 1) for f in (0, 1)]
+    if form == "auto":
+        form = "columns" if c == 1 else "product"
+    if form == "columns":
+        k = k.transpose(0, 2, 4, 1, 3, 5, 6, 7).reshape(8 * 8 * c, o)  # (a, p, c) rows
+        cols = jnp.concatenate([y[:, a:a + d2 - 1, e:e + h2 - 1, f:f + w2 - 1] for a, e, f in offsets], axis=-1)
+        return cols @ k
+    if form != "product":
+        raise ValueError(f"form must be 'auto', 'columns' or 'product', got {form!r}")
+    k = k.transpose(1, 3, 5, 6, 0, 2, 4, 7).reshape(8 * c, 8 * o)  # rows (p, c), columns (a, o)
+    z = (y.reshape(-1, 8 * c) @ k).reshape(b, d2, h2, w2, 8, o)
+    out = None
+    for i, (a, e, f) in enumerate(offsets):
+        t = z[:, a:a + d2 - 1, e:e + h2 - 1, f:f + w2 - 1, i]
+        out = t if out is None else out + t
+    return out
 
 
 def encode_s2d(encoder: Any, voxels: Any) -> Any:
