@@ -57,7 +57,7 @@ class PrepareConfig:
     depth_dtype: str = "float32"  # or "float16" (halves the store)
     # IM-NET side (IM-NET frame)
     imnet: bool = True
-    voxels_256: bool = False  # sample points from a 256^3 grid like [I] (slow: 16.8M inside tests)
+    voxels_256: bool = False  # 64^3 voxels max-pooled from 256^3 and points on the 256 grid, like [I]
     imnet_levels: tuple[int, ...] = IMNET_LEVELS
     imnet_counts: tuple[int, ...] = (4096, 4096, 16384)
     views: bool = True

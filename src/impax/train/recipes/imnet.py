@@ -148,7 +148,7 @@ CPU = ImnetAEConfig(
     model=dataclasses.replace(IMNET_PYTORCH, ef_dim=8, gf_dim=16, z_dim=128),
     train=TrainConfig(learning_rate=1e-3, log_every_steps=20, checkpoint_every_steps=200,
                       checkpoint_every_seconds=120.0),
-    stages=(LevelStage(16, 2, 4, 4096), LevelStage(32, 2, 4, 4096), LevelStage(64, 64, 2, 8192)),
+    stages=(LevelStage(16, 1, 4, 4096), LevelStage(32, 1, 4, 4096), LevelStage(64, 68, 8, 2048)),
     point_mode="random",
     reset_optimizer=False,
     decoder_init="scaled",
