@@ -24,22 +24,26 @@ Presets (:data:`PRESETS`):
   process per level and saves only the network).
 * ``cpu``: the same architecture family shrunk for 2 CPU cores (ef 8, gf 16, z 128: decoder
   131 → 128 → 128 → 128 → 64 → 32 → 16 → 1), Adam 1e-3 (β1 0.5) with a cosine decay to 1e-5
-  (``lr_end_factor`` 0.01), 2/2 epochs of 4 shapes × 4096 points at levels 16/32, then 64 epochs
-  of 2 shapes × 8192 random level-64 points (2244 steps in all on 69 training shapes), Adam state
-  kept across levels, and the ``"scaled"`` decoder init (see :class:`ImnetAEConfig`).
-  Measured on the 88 built-in shapes (``impax shapes --count 88 --seed 0``; ``impax prepare
-  --quick --split-fractions 0.8,0,0.2``: 69 train / 19 held-out), one CPU core
-  (``taskset -c 0``, ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-  intra_op_parallelism_threads=1``), ``impax train imnet-ae --data data --out RUN``: mean 64³ IoU
-  **0.705 train / 0.585 held-out**, 504 s training + 56 s evaluation (9 min 22 s wall). The same
-  with ``lr_end_factor`` 0.1: 0.697 / 0.568 (537 s); the previous preset (16 × 2048 points,
-  10/20/150 epochs, constant rate): 0.577 / 0.492. Not reached: the issue's 0.85 / 0.75 target;
-  thin families stay low (train IoU lamp 0.35, chair 0.47, mug 0.5 against sphere 0.99, box 0.94).
-  Short comparisons (one core, level 64 only, 340 steps, IoU on 23 train / 19 held-out shapes):
-  4 × 4096 points 0.53 / 0.46 (0.41 s/step); 2 × 8192 0.52 / 0.45 (0.29 s/step, hence the
-  preset); Adam 3e-3 0.47 / 0.39; β1 0.9 0.46 / 0.42; gf 32 (2 × 4096) 0.44 / 0.36;
-  ``xyz_init_std`` 2 or 8 0.46 / 0.42; ``grid_fraction`` 0.5 0.53 / 0.46 (no gain, so off).
-* ``demo``: what ``impax demo`` trains — the ``cpu`` recipe with 72 level-64 epochs, TensorBoard
+  (``lr_end_factor`` 0.01), 1/1 epochs of 4 shapes × 4096 points at levels 16/32, then 68 epochs
+  of 8 shapes × 2048 random level-64 points, Adam state kept across levels, and the ``"scaled"``
+  decoder init (see :class:`ImnetAEConfig`).
+  Measured (2 cores, ``impax shapes --out S --count 330 --seed 0``; ``impax prepare S D --quick
+  --voxels-256 --skip uniform,near,surface,sdf_grid,depth,views --split-fractions 0.8,0,0.2``:
+  255 train / 75 held-out, IM-NET's 64³ voxels max-pooled from 256³; ``time impax train imnet-ae
+  --data D --out RUN``): 2234 steps, 485 s training + 183 s evaluation, mean 64³ IoU
+  **0.772 train / 0.712 held-out** (held-out per family: box 0.91, ellipsoid 0.93, sphere 0.95,
+  mug 0.79, cylinder 0.76, capsule 0.70, airplane 0.66, lamp 0.61, table 0.58, chair 0.55,
+  torus 0.43). Not reached: the issue's 0.85 / 0.75. Other runs of the same session (one pinned
+  core each, 88 shapes, 69 train / 19 held-out): previous preset (2 × 8192 points, 2244 steps)
+  on cell-centre voxels 0.705 / 0.585, on max-pooled 256³ voxels 0.733 / 0.601 (lamp 0.35 →
+  0.60, mug 0.50 → 0.70: the 1-cell-thin walls are no longer aliased); 4 × 4096 points, 3434
+  steps (791 s one core): **0.853** / 0.633 — the training target is reachable, the held-out gap
+  (box 0.97 → 0.66) is what 69 shapes give; 330 shapes, 2 × 8192, 2285 steps: 0.643 / 0.596.
+  Ranking runs at 400 level-64 steps (88 shapes, one core): 2 × 8192 0.517 / 0.478; 8 × 2048
+  0.601 / 0.529; Adam 3e-4 0.518 / 0.463; a sigmoid + cross-entropy head 0.452 / 0.403; z rows
+  of the first decoder layer ×5 0.371 / 0.374; encoder rate ×5 0.380 / 0.347.
+* ``demo``: what ``impax demo`` trains — the ``cpu`` recipe with its own stages (2/2 epochs of
+  4 × 4096 points, then 72 epochs of 2 × 8192 level-64 points), TensorBoard
   on, a checkpoint every 30 s, no held-out evaluation. Measured with 40 epochs (one core,
   ``impax shapes --count 33``, 25 train / 8 held-out): 128 s training, IoU 0.51 / 0.45; in the
   full ``impax demo`` on 2 cores 40 epochs took 88 s of the stage's 170 s budget, hence 72.
@@ -142,8 +146,8 @@ class ImnetAEConfig:
 #: IM-NET-pytorch's recipe (``train_ae.sh``: 200/200/400 epochs, 32 shapes × 4096 points).
 PAPER = ImnetAEConfig()
 
-#: Small enough for 2 CPU cores on the built-in shapes (``impax shapes --count 88``); measured in
-#: the module docstring. Same encoder/decoder family, narrower (ef 8, gf 16, z 128), lr 1e-3.
+#: Sized for 2 CPU cores on the built-in shapes (``impax shapes --count 330``, 255 training shapes: 2234
+#: steps, ~8 min); measured in the module docstring. Same encoder/decoder family, narrower (ef 8, gf 16, z 128).
 CPU = ImnetAEConfig(
     model=dataclasses.replace(IMNET_PYTORCH, ef_dim=8, gf_dim=16, z_dim=128),
     train=TrainConfig(learning_rate=1e-3, log_every_steps=20, checkpoint_every_steps=200,
@@ -157,7 +161,7 @@ CPU = ImnetAEConfig(
 )
 
 #: What ``impax demo`` trains (≈ 150 s on 2 cores for the demo's ~26 training shapes of 11
-#: families): the ``cpu`` recipe with 72 level-64 epochs, TensorBoard on, a checkpoint every 30 s
+#: families): the ``cpu`` recipe with its own stages (2 × 8192 points, 72 level-64 epochs), TensorBoard on, a checkpoint every 30 s
 #: and no held-out evaluation (the demo reconstructs and scores its held-out shapes itself).
 DEMO = dataclasses.replace(
     CPU, stages=(LevelStage(16, 2, 4, 4096), LevelStage(32, 2, 4, 4096), LevelStage(64, 72, 2, 8192)),
