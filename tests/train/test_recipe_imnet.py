@@ -11,7 +11,6 @@ Run as a script (the SIGKILL test's subprocess)::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal

@@ -25,9 +25,10 @@ TINY_AE = {
     "stages": [{"level": 64, "epochs": 30, "batch_size": 4, "points": 1024}],
     "train.checkpoint_every_steps": None, "train.checkpoint_every_seconds": None, "train.log_every_steps": 10,
     "train.learning_rate": 1e-3, "train.tensorboard": False, "train.async_checkpointing": False,
-    # 1e-3 (3e-3 left this fixture's codes at the edge: a numerically equivalent encoder change made the
-    # quick GAN below fail). A constant rate: the cpu preset's cosine decay over these 30 steps leaves codes saturated at 0/1,
-    # which the 300-step quick GAN cannot reach through its sigmoid (measured: no decodable sample).
+    # 1e-3 (3e-3 left this fixture's codes at the edge: a numerically equivalent encoder change made
+    # the quick GAN below fail). A constant rate: the cpu preset's cosine decay over these 30 steps
+    # leaves codes saturated at 0/1, which the 300-step quick GAN cannot reach through its sigmoid
+    # (measured: no decodable sample).
     "lr_schedule": "constant",
 }
 GAN_FAST = {"train.async_checkpointing": False, "train.checkpoint_every_steps": 100}

@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small sample counts/resolutions for smoke runs")
     p.add_argument("--skip", default="", metavar="STAGE,...",
                    help=f"stages to switch off, comma-separated, from: {', '.join(STAGES)}")
-    p.add_argument("--voxels-256", action="store_true", help="IM-NET voxels as [I] makes them: 64^3 = max-pooled 256^3 occupancy, points sampled on the 256^3 grid (about 2 s more per shape)")
+    p.add_argument("--voxels-256", action="store_true",
+                   help="IM-NET voxels as [I] makes them: 64^3 = max-pooled 256^3 occupancy, points sampled "
+                        "on the 256^3 grid (about 2 s more per shape)")
     p.add_argument("--depth-float16", action="store_true", help="store depth images as float16")
     p.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
                    help="hash split fractions (default 0.8,0.1,0.1)")

@@ -56,27 +56,20 @@ def occupancy_grid(mesh: trimesh.Trimesh, res: int, half: float = 0.5, block: in
     if block == 1:
         return _occupancy_cells(mesh, cell_centres(res, half))
     rc = res // block
-    coarse = _occupancy_cells(mesh, cell_centres(rc, half))
     cc = cell_centres(rc, half)
-    centres = np.stack(np.meshgrid(cc, cc, cc, indexing="ij"), axis=-1).reshape(-1, 3)
-    near = _touched_blocks(mesh, rc, half).ravel()
-    out = np.repeat(np.repeat(np.repeat(coarse, block, 0), block, 1), block, 2)
-    idx = np.flatnonzero(near)
+    out = np.empty((res, res, res), dtype=bool)
+    blocks = out.reshape(rc, block, rc, block, rc, block)  # a view: blocks[I, a, J, b, K, c]
+    blocks[...] = _occupancy_cells(mesh, cc)[:, None, :, None, :, None]
+    idx = np.flatnonzero(_touched_blocks(mesh, rc, half))
     if len(idx):
-        step = 2.0 * half / res
-        off = (np.arange(block) - (block - 1) / 2.0) * step
-        o = np.stack(np.meshgrid(off, off, off, indexing="ij"), axis=-1).reshape(-1, 3)
         ijk = np.stack(np.unravel_index(idx, (rc, rc, rc)), axis=-1)
+        off = (np.arange(block) - (block - 1) / 2.0) * (2.0 * half / res)
+        o = np.stack(np.meshgrid(off, off, off, indexing="ij"), axis=-1).reshape(-1, 3)
         per = max(1, CHUNK_POINTS // len(o))
-        fine = np.arange(block)
         for s in range(0, len(idx), per):
-            pts = (centres[idx[s:s + per], None, :] + o[None]).reshape(-1, 3)
-            lab = occupancy(mesh, pts).reshape(-1, block, block, block)
-            b = ijk[s:s + per] * block
-            ii = b[:, 0, None, None, None] + fine[None, :, None, None]
-            jj = b[:, 1, None, None, None] + fine[None, None, :, None]
-            kk = b[:, 2, None, None, None] + fine[None, None, None, :]
-            out[ii, jj, kk] = lab
+            i, j, k = ijk[s:s + per].T
+            pts = (np.stack([cc[i], cc[j], cc[k]], axis=-1)[:, None, :] + o[None]).reshape(-1, 3)
+            blocks[i, :, j, :, k, :] = occupancy(mesh, pts).reshape(-1, block, block, block)
     return out
 
 

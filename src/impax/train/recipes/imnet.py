@@ -161,8 +161,9 @@ CPU = ImnetAEConfig(
 )
 
 #: What ``impax demo`` trains (≈ 150 s on 2 cores for the demo's ~26 training shapes of 11
-#: families): the ``cpu`` recipe with its own stages (2 × 8192 points, 72 level-64 epochs), TensorBoard on, a checkpoint every 30 s
-#: and no held-out evaluation (the demo reconstructs and scores its held-out shapes itself).
+#: families): the ``cpu`` recipe with its own stages (2 × 8192 points, 72 level-64 epochs),
+#: TensorBoard on, a checkpoint every 30 s and no held-out evaluation (the demo reconstructs and
+#: scores its held-out shapes itself).
 DEMO = dataclasses.replace(
     CPU, stages=(LevelStage(16, 2, 4, 4096), LevelStage(32, 2, 4, 4096), LevelStage(64, 72, 2, 8192)),
     train=dataclasses.replace(CPU.train, tensorboard=True, checkpoint_every_seconds=30.0),
