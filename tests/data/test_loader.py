@@ -117,3 +117,26 @@ def test_breaking_out_stops_the_prefetch_thread(store):
     assert threading.active_count() == before
     with pytest.raises(ValueError, match="only"):
         next(iter(StoreLoader(store, batch_size=1, samples={"near": N_PTS + 1}).iterate(0)))
+
+
+def test_memory_cache_gives_the_same_batches_and_respects_its_budget(store):
+    kw = dict(batch_size=3, n_uniform=256, n_near=128, seed=5)
+    nocache = ldif_loader(store, cache_mb=0, **kw)
+    cached = ldif_loader(store, **kw)
+    ref = [list(nocache.iterate(e)) for e in range(3)]
+    _same(ref[0], list(cached.iterate(0)))
+    assert len(cached._cache) == 6  # the 6 shapes two batches of 3 touch (7 shapes, drop_last)
+    for e in (1, 2):  # later epochs mostly read from memory
+        _same(ref[e], list(cached.iterate(e)))
+    assert nocache._cached_bytes == 0 and not nocache._cache
+    assert cached._cached_bytes == sum(a.nbytes for d in cached._cache.values() for a in d.values())
+    one = store.read("shape0", "sdf_grid").nbytes
+    small = ldif_loader(store, cache_mb=1.5 * one / 2 ** 20, **kw)  # room for one shape's data at most
+    _same(ref[1], list(small.iterate(1)))
+    assert len(small._cache) <= 1 and small._cached_bytes <= small.cache_bytes
+    im = imnet_loader(store, level=64, batch_size=2, points=1000, seed=3, point_mode="random")
+    im0 = imnet_loader(store, level=64, batch_size=2, points=1000, seed=3, point_mode="random", cache_mb=0)
+    for e in range(2):
+        _same(list(im0.iterate(e)), list(im.iterate(e)))
+    with pytest.raises(ValueError, match="cache_mb"):
+        ldif_loader(store, cache_mb=-1)

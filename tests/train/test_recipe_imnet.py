@@ -165,6 +165,33 @@ def test_space_to_depth_encoder_equals_the_model_encoder():
     with pytest.raises(ValueError, match="form"):
         R._conv_s2d(x, w, "direct")
 
+    # the first layer's per-shape form (1 input channel, narrow-product kernel gradient)
+    x1 = jax.numpy.asarray(rng.random((3, 8, 8, 8, 1)) > 0.5, jax.numpy.float32)
+    w1 = jax.numpy.asarray(rng.normal(size=(4, 4, 4, 1, 6)), jax.numpy.float32)
+    per = jax.jit(R.conv_s2d_per_shape)
+    np.testing.assert_allclose(np.asarray(per(x1, w1)), np.asarray(ref(x1, w1)), atol=1e-4)
+    for argnum in (0, 1):
+        g_ref = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(ref(x, w))), argnum)(x1, w1)
+        g_per = jax.jit(jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(R.conv_s2d_per_shape(x, w))),
+                                 argnum))(x1, w1)
+        np.testing.assert_allclose(np.asarray(g_per), np.asarray(g_ref), atol=1e-4)
+
+
+def test_narrow_matmul_equals_matmul_with_its_gradients():
+    rng = np.random.default_rng(1)
+    a = jax.numpy.asarray(rng.normal(size=(2, 50, 7)), jax.numpy.float32)
+    w = jax.numpy.asarray(rng.normal(size=(7, 3)), jax.numpy.float32)
+
+    def loss(f):
+        return lambda a, w: jax.numpy.sum(jax.numpy.cos(f(a, w)) * jax.numpy.arange(3.0))
+
+    np.testing.assert_allclose(np.asarray(R._matmul_narrow(a, w)), np.asarray(a @ w), rtol=1e-5, atol=1e-5)
+    got = jax.jit(jax.grad(loss(R._matmul_narrow), (0, 1)))(a, w)
+    want = jax.grad(loss(jax.numpy.matmul), (0, 1))(a, w)
+    for g, h in zip(got, want):
+        assert g.shape == h.shape
+        np.testing.assert_allclose(np.asarray(g), np.asarray(h), rtol=1e-4, atol=1e-4)
+
 
 def test_run_writes_run_json_checkpoints_zs_and_iou(full_run, tiny_data):
     import h5py

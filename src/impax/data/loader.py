@@ -144,12 +144,17 @@ class StoreLoader(BatchLoader):
     the group appears in the batch as [B, k, ...]. ``point_mode``: ``"random"`` (k distinct random
     rows, LDIF) or ``"chunk"`` (one random aligned block of k rows, IM-NET-pytorch).
     ``postprocess`` maps the raw batch (plus ``shape_index`` [B], positions in ``ids``) to the output.
+    ``cache_mb``: each shape's datasets are kept in memory after their first read while the cache
+    stays under this many MiB (0: read the files every time). Batches are the same either way;
+    with the cache an epoch after the first reads no file (measured: an IM-NET level-64 batch of
+    8 shapes × 2048 points 67 ms from the gzip'd files, most of it decompression).
     """
 
     def __init__(self, store: ShapeStore | str | Path, ids: Sequence[str] | None = None, *, split: str | None = None,
                  batch_size: int = 32, arrays: Sequence[str] = (), samples: Mapping[str, int] | None = None,
                  point_mode: str = "random", seed: int = 0, shuffle: bool = True, drop_last: bool = True,
-                 prefetch: int = 2, postprocess: Callable[[Batch], Batch] | None = None) -> None:
+                 prefetch: int = 2, postprocess: Callable[[Batch], Batch] | None = None,
+                 cache_mb: float = 1024.0) -> None:
         self.store = store if isinstance(store, ShapeStore) else ShapeStore(store)
         self.ids = list(ids) if ids is not None else self.store.ids(split)
         self.arrays = tuple(arrays)
@@ -161,11 +166,50 @@ class StoreLoader(BatchLoader):
             raise ValueError(f"point_mode must be 'random' or 'chunk', got {point_mode!r}")
         self.point_mode = point_mode
         self.postprocess = postprocess
+        if cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0, got {cache_mb!r}")
+        self.cache_bytes = int(cache_mb * 2 ** 20)
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+        self._cached_bytes = 0
+        self._cache_lock = threading.Lock()
         super().__init__(len(self.ids), batch_size, seed, shuffle, drop_last, prefetch)
+
+    def _shape_data(self, i: int) -> dict[str, np.ndarray] | None:
+        """All datasets this loader reads of shape ``i``, from the cache or read whole into it;
+        ``None`` when the cache is off or full (then :meth:`load` reads the rows from the file)."""
+        with self._cache_lock:
+            hit = self._cache.get(i)
+        if hit is not None or self.cache_bytes == 0 or self._cached_bytes >= self.cache_bytes:
+            return hit
+        data: dict[str, np.ndarray] = {}
+        with self.store.open(self.ids[i]) as f:
+            for name in self.arrays:
+                data[name] = f[name][()]
+            for group in self.samples:
+                names = [n for n in POINT_GROUPS[group] if n in f]
+                if not names:
+                    raise KeyError(f"shape {self.ids[i]} has no {group} samples")
+                data.update({n: f[n][()] for n in names})
+        size = sum(a.nbytes for a in data.values())
+        with self._cache_lock:
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._cache[i] = data
+                self._cached_bytes += size
+        return data
 
     def load(self, items: np.ndarray, rng: np.random.Generator) -> Batch:
         per: dict[str, list[np.ndarray]] = {}
         for i in items:
+            data = self._shape_data(int(i))
+            if data is not None:
+                for name in self.arrays:
+                    per.setdefault(name, []).append(data[name])
+                for group, k in self.samples.items():
+                    names = [n for n in POINT_GROUPS[group] if n in data]
+                    rows = _rows(data[names[0]].shape[0], k, self.point_mode, rng)
+                    for name in names:
+                        per.setdefault(name, []).append(data[name][rows])
+                continue
             with self.store.open(self.ids[int(i)]) as f:
                 for name in self.arrays:
                     per.setdefault(name, []).append(f[name][()])
