@@ -330,3 +330,30 @@ def test_loss_with_grid_fraction_uses_the_stored_points_then_grid_points():
     plain, _ = R.make_loss(True, 0.0)(model, batch, key)
     _, occ0 = model(vox, batch["points"])
     np.testing.assert_allclose(float(plain), np.mean((np.asarray(occ0).reshape(2, 40, 1) - batch["values"]) ** 2), rtol=1e-4)
+
+
+def test_snapped_points_are_the_centres_of_their_cells_and_the_loss_uses_them():
+    """``snap_to_cells`` against a numpy floor formula (IM-NET 256-grid points go to the centre of
+    their 64³ cell, as ``imnet_grid_centres``), and ``make_loss(snap_points=True)`` is the MSE at
+    the snapped points."""
+    from impax.conventions import imnet_grid_centres, imnet_points_from_grid256
+    from impax.models.imnet import IMNetAE, IMNetConfig
+
+    rng = np.random.default_rng(4)
+    p256 = rng.integers(0, 256, (300, 3))
+    pts = imnet_points_from_grid256(p256).astype(np.float32)
+    snapped = np.asarray(R.snap_to_cells(pts))
+    i, j, k = (p256 // 4).T
+    np.testing.assert_allclose(snapped, imnet_grid_centres(64)[i, j, k], atol=1e-6)
+    assert np.abs(snapped - pts).max() <= 1.5 / 256 + 1e-6 and np.abs(snapped - pts).max() > 1 / 256
+    np.testing.assert_allclose(np.asarray(R.snap_to_cells(np.array([[-0.5, 0.5, 0.0]], np.float32))),
+                               [[-0.5 + 1 / 128, 0.5 - 1 / 128, 1 / 128]], atol=1e-7)  # edges stay inside
+
+    model = IMNetAE(IMNetConfig(ef_dim=4, gf_dim=4, z_dim=8), rngs=nnx.Rngs(0))
+    vox = (rng.random((2, 64, 64, 64, 1)) > 0.5).astype(np.float32)
+    batch = {"voxels": vox, "points": pts[:80].reshape(2, 40, 3),
+             "values": (rng.random((2, 40, 1)) > 0.5).astype(np.float32)}
+    loss, _ = R.make_loss(True, 0.0, snap_points=True)(model, batch, jax.random.key(0))
+    _, occ = model(vox, snapped[:80].reshape(2, 40, 3))
+    np.testing.assert_allclose(float(loss), np.mean((np.asarray(occ).reshape(2, 40, 1) - batch["values"]) ** 2),
+                               rtol=1e-4)

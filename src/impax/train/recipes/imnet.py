@@ -128,6 +128,7 @@ class ImnetAEConfig:
     lr_schedule: str = "constant"
     lr_end_factor: float = 0.1
     grid_fraction: float = 0.0
+    snap_points: bool = False
     eval_batch: int = 65536
 
     def __post_init__(self) -> None:
@@ -349,7 +350,16 @@ def grid_points(voxels: Any, count: int, rng: Any) -> tuple[Any, Any]:
     return (ijk + 0.5) / res - 0.5, values
 
 
-def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0):
+def snap_to_cells(points: Any, res: int = 64) -> Any:
+    """Points in IM-NET's box moved to the centre of their ``res``³ cell (``(⌊(p + 0.5)·res⌋ + 0.5)
+    / res - 0.5``, clipped to the grid)."""
+    import jax.numpy as jnp
+
+    i = jnp.clip(jnp.floor((points + 0.5) * res), 0, res - 1)
+    return (i + 0.5) / res - 0.5
+
+
+def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0, snap_points: bool = False):
     """IM-AE loss ``mean((G(p, E(v)) - value)²)`` (IM-NET ``network_loss``) as a trainer ``loss_fn``.
 
     With ``grid_fraction`` > 0 the last ``round(grid_fraction * n)`` of each shape's ``n`` batch
@@ -361,6 +371,8 @@ def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0):
 
     def loss_fn(model: Any, batch: Mapping[str, Any], rng: Any):
         points, values = batch["points"], batch["values"]
+        if snap_points:
+            points = snap_to_cells(points)
         k = int(round(float(grid_fraction) * points.shape[1]))
         if k > 0:
             gp, gv = grid_points(batch["voxels"], k, rng)
@@ -573,7 +585,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     src = _Data(data)
     _write_run_json(out, name, preset, cfg, data, seed)
 
-    loss_fn = make_loss(cfg.fast_encoder, cfg.grid_fraction)
+    loss_fn = make_loss(cfg.fast_encoder, cfg.grid_fraction, cfg.snap_points)
     stages = []
     for i, st in enumerate(cfg.stages):
         stages.append(Stage(f"level{st.level}", src.loader(cfg.train_split, st, seed, cfg.point_mode), st.epochs,
