@@ -27,6 +27,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,13 @@ class StoreLoader(BatchLoader):
         self._cache_lock = threading.Lock()
         super().__init__(len(self.ids), batch_size, seed, shuffle, drop_last, prefetch)
 
+    def _group_names(self, src: Any, i: int, group: str) -> list[str]:
+        """The datasets of point group ``group`` that shape ``i``'s file (or cached data) has."""
+        names = [n for n in POINT_GROUPS[group] if n in src]
+        if not names:
+            raise KeyError(f"shape {self.ids[i]} has no {group} samples")
+        return names
+
     def _shape_data(self, i: int) -> dict[str, np.ndarray] | None:
         """All datasets this loader reads of shape ``i``, from the cache or read whole into it;
         ``None`` when the cache is off or full (then :meth:`load` reads the rows from the file)."""
@@ -181,15 +189,9 @@ class StoreLoader(BatchLoader):
             hit = self._cache.get(i)
         if hit is not None or self.cache_bytes == 0 or self._cached_bytes >= self.cache_bytes:
             return hit
-        data: dict[str, np.ndarray] = {}
         with self.store.open(self.ids[i]) as f:
-            for name in self.arrays:
-                data[name] = f[name][()]
-            for group in self.samples:
-                names = [n for n in POINT_GROUPS[group] if n in f]
-                if not names:
-                    raise KeyError(f"shape {self.ids[i]} has no {group} samples")
-                data.update({n: f[n][()] for n in names})
+            names = list(self.arrays) + [n for g in self.samples for n in self._group_names(f, i, g)]
+            data = {n: f[n][()] for n in names}
         size = sum(a.nbytes for a in data.values())
         with self._cache_lock:
             if self._cached_bytes + size <= self.cache_bytes:
@@ -197,29 +199,27 @@ class StoreLoader(BatchLoader):
                 self._cached_bytes += size
         return data
 
+    def _gather(self, per: dict[str, list[np.ndarray]], src: Any, i: int, rng: np.random.Generator,
+                take: Callable[[Any, Any], np.ndarray]) -> None:
+        """Append shape ``i``'s whole arrays and its point rows (``take(dataset, rows)``) from ``src``
+        (the open file or the cached dict) to ``per``."""
+        for name in self.arrays:
+            per.setdefault(name, []).append(src[name][()])
+        for group, k in self.samples.items():
+            names = self._group_names(src, i, group)
+            rows = _rows(src[names[0]].shape[0], k, self.point_mode, rng)
+            for name in names:
+                per.setdefault(name, []).append(take(src[name], rows))
+
     def load(self, items: np.ndarray, rng: np.random.Generator) -> Batch:
         per: dict[str, list[np.ndarray]] = {}
-        for i in items:
-            data = self._shape_data(int(i))
+        for i in map(int, items):
+            data = self._shape_data(i)
             if data is not None:
-                for name in self.arrays:
-                    per.setdefault(name, []).append(data[name])
-                for group, k in self.samples.items():
-                    names = [n for n in POINT_GROUPS[group] if n in data]
-                    rows = _rows(data[names[0]].shape[0], k, self.point_mode, rng)
-                    for name in names:
-                        per.setdefault(name, []).append(data[name][rows])
+                self._gather(per, data, i, rng, lambda a, rows: a[rows])
                 continue
-            with self.store.open(self.ids[int(i)]) as f:
-                for name in self.arrays:
-                    per.setdefault(name, []).append(f[name][()])
-                for group, k in self.samples.items():
-                    names = [n for n in POINT_GROUPS[group] if n in f]
-                    if not names:
-                        raise KeyError(f"shape {self.ids[int(i)]} has no {group} samples")
-                    rows = _rows(f[names[0]].shape[0], k, self.point_mode, rng)
-                    for name in names:
-                        per.setdefault(name, []).append(read_rows(f[name], rows))
+            with self.store.open(self.ids[i]) as f:
+                self._gather(per, f, i, rng, read_rows)
         out = {k: np.stack(v) for k, v in per.items()}
         out["shape_index"] = items.astype(np.int64)
         return self.postprocess(out) if self.postprocess else out
