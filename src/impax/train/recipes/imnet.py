@@ -57,9 +57,9 @@ of :func:`_shifted_sum`, and the trainer's rate from 4.7 to 6.7 steps/s with the
 cache (:class:`~impax.data.loader.StoreLoader`). XLA's CPU backend computes the *input* gradient
 of a stride-2 ``conv3d`` very slowly (measured: 11.5 s for one 32³×16 → 16³×32 layer on a
 16-shape batch, against 0.14 s for the same maths written as space-to-depth + a dense product).
-:func:`encode_s2d` is the IM-NET encoder written that way — same parameters, same outputs (tests check 1e-5 against
-:class:`~impax.models.imnet.VoxelEncoder`) — and is what the training loss uses when
-``fast_encoder`` is on (the default).
+:func:`encode_s2d` is the IM-NET encoder written that way — same parameters, same outputs (tests
+check 1e-5 against :class:`~impax.models.imnet.VoxelEncoder`) — and is what the training loss uses
+when ``fast_encoder`` is on (the default).
 """
 
 from __future__ import annotations
@@ -209,6 +209,10 @@ def config_from_dict(d: Mapping[str, Any]) -> ImnetAEConfig:
 # fast encoder
 
 
+#: The 8 block offsets (a, e, f) of a 2×2×2 window, in the order of the space-to-depth kernels.
+_OFFSETS = tuple((a, e, f) for a in (0, 1) for e in (0, 1) for f in (0, 1))
+
+
 def _conv_s2d(x: Any, kernel: Any, form: str = "auto", matmul: Any = None) -> Any:
     """``conv3d(k=4, stride=2, pad=1)`` of channels-last ``x`` [B,D,H,W,C] with ``kernel``
     [4,4,4,C,O], as space-to-depth (2×2×2 blocks → 8C channels) then a 2×2×2 stride-1 window
@@ -233,9 +237,8 @@ def _conv_s2d(x: Any, kernel: Any, form: str = "auto", matmul: Any = None) -> An
     if form == "auto":
         form = "columns" if c == 1 else "product"
     if form == "columns":
-        offsets = [(a, e, f) for a in (0, 1) for e in (0, 1) for f in (0, 1)]
         k = k.transpose(0, 2, 4, 1, 3, 5, 6, 7).reshape(8 * 8 * c, o)  # (a, p, c) rows
-        cols = jnp.concatenate([y[:, a:a + d2 - 1, e:e + h2 - 1, f:f + w2 - 1] for a, e, f in offsets], axis=-1)
+        cols = jnp.concatenate([y[:, a:a + d2 - 1, e:e + h2 - 1, f:f + w2 - 1] for a, e, f in _OFFSETS], axis=-1)
         return cols @ k if matmul is None else matmul(cols, k)
     if form != "product":
         raise ValueError(f"form must be 'auto', 'columns' or 'product', got {form!r}")
@@ -255,13 +258,11 @@ def _shifted_sum(z: Any) -> Any:
     import jax
     import jax.numpy as jnp
 
-    offsets = [(a, e, f) for a in (0, 1) for e in (0, 1) for f in (0, 1)]
-
     @jax.custom_vjp
     def ssum(z):
         _, d2, h2, w2 = z.shape[:4]
         out = None
-        for i, (a, e, f) in enumerate(offsets):
+        for i, (a, e, f) in enumerate(_OFFSETS):
             t = z[:, a:a + d2 - 1, e:e + h2 - 1, f:f + w2 - 1, i]
             out = t if out is None else out + t
         return out
@@ -272,7 +273,7 @@ def _shifted_sum(z: Any) -> Any:
     def bwd(dims, g):
         d2, h2, w2 = dims
         gp = jnp.pad(jax.lax.optimization_barrier(g), ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
-        return (jnp.stack([gp[:, 1 - a:1 - a + d2, 1 - e:1 - e + h2, 1 - f:1 - f + w2] for a, e, f in offsets],
+        return (jnp.stack([gp[:, 1 - a:1 - a + d2, 1 - e:1 - e + h2, 1 - f:1 - f + w2] for a, e, f in _OFFSETS],
                           axis=4),)
 
     ssum.defvjp(fwd, bwd)
@@ -496,9 +497,11 @@ def voxel_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 def evaluate_iou(model: Any, voxels: np.ndarray, names: Sequence[str], batch: int = 65536,
-                 threshold: float = 0.5) -> dict[str, Any]:
-    """Mean 64³ voxel IoU of the AE reconstruction of every shape (see the module doc, step 4)."""
-    zs = encode_voxels(model, voxels)
+                 threshold: float = 0.5, zs: np.ndarray | None = None) -> dict[str, Any]:
+    """Mean 64³ voxel IoU of the AE reconstruction of every shape (see the module doc, step 4);
+    ``zs``: the shapes' codes when already computed (default: encode ``voxels``)."""
+    if zs is None:
+        zs = encode_voxels(model, voxels)
     per = {}
     for i, name in enumerate(names):
         occ = decode_grid(model.generator, zs[i:i + 1], 64, batch)[0] > threshold
@@ -507,8 +510,9 @@ def evaluate_iou(model: Any, voxels: np.ndarray, names: Sequence[str], batch: in
     return {"mean_iou": float(np.mean(vals)) if vals else float("nan"), "count": len(vals), "per_shape": per}
 
 
-def export_latents(model: Any, voxels: np.ndarray, names: Sequence[str], out: str | Path) -> Path:
-    """Write ``zs`` [N, z] float32 to ``out/zs_train.hdf5`` and the names to ``out/zs_train.txt``."""
+def export_latents(model: Any, voxels: np.ndarray, names: Sequence[str], out: str | Path) -> tuple[Path, np.ndarray]:
+    """Write ``zs`` [N, z] float32 to ``out/zs_train.hdf5`` and the names to ``out/zs_train.txt``;
+    returns the file's path and the codes."""
     import h5py
 
     from impax.train.distributed import is_primary
@@ -517,13 +521,13 @@ def export_latents(model: Any, voxels: np.ndarray, names: Sequence[str], out: st
     zs = encode_voxels(model, voxels)
     path = out / ZS_FILE
     if not is_primary():  # one writer in a multi-process run
-        return path
+        return path, zs
     tmp = path.with_suffix(".hdf5.tmp")
     with h5py.File(tmp, "w") as f:
         f.create_dataset("zs", data=zs.astype(np.float32))
     tmp.replace(path)
     (out / ZS_NAMES).write_text("".join(f"{n}\n" for n in names))
-    return path
+    return path, zs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -612,8 +616,9 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     t1 = time.perf_counter()
     names = src.names(cfg.train_split)
     vox = src.voxels(cfg.train_split, names)
-    summary["zs"] = str(export_latents(model, vox, names, out))
-    report: dict[str, Any] = {"train": evaluate_iou(model, vox, names, cfg.eval_batch)}
+    zs_path, zs = export_latents(model, vox, names, out)
+    summary["zs"] = str(zs_path)
+    report: dict[str, Any] = {"train": evaluate_iou(model, vox, names, cfg.eval_batch, zs=zs)}
     held = [s for s in cfg.heldout_splits if s in src.splits()]
     if held:
         hnames = [n for s in held for n in src.names(s)]
