@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from conftest import require
 from flax import nnx
-from torch import nn
+
+torch = require("torch", 'python3 -m pip install "torch==2.13.0" (or run bash scripts/test.sh)')
+F = torch.nn.functional
+nn = torch.nn
 
 from impax.models.imnet import IMNET_PYTORCH, IMNET_TF1, ImplicitDecoder, count_params
 from impax.models.imnet_import import (WeightImportError, assign_decoder, import_autoencoder, import_svr,
