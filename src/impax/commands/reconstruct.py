@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder for meshes")
     p.add_argument("--resolution", type=int, default=128, help="extraction resolution (64-512)")
     p.add_argument("--format", default="ply", choices=["ply", "obj", "glb"])
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="test-time optimisation: after encoding, take STEPS Adam steps on each shape's own "
+                        "parameters (IM-AE: its latent code; SIF/LDIF: its elements and latents) against its "
+                        "input, network weights fixed (default 0: the encoder's result as it is)")
     p.set_defaults(func=run)
 
 
@@ -26,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from impax.inference.families import family_module
 
     rows = family_module(args.run).reconstruct(args.run, args.kind, args.inputs, args.out,
-                                               resolution=args.resolution, mesh_format=args.format)
+                                               resolution=args.resolution, mesh_format=args.format,
+                                               refine=args.refine)
     print(json.dumps(rows, indent=2, default=str))
     return 0 if rows and all(r.get("ok", True) for r in rows) else 3

@@ -1,6 +1,6 @@
 """``impax shapes``: write a procedural shape collection (no downloads).
 
-    impax shapes --out DIR --count N --seed S
+    impax shapes --out DIR --count N --seed S [--stream pretrain]
 
 Writes ``DIR/<family>/<family>_<k:03d>.ply`` round-robin over the families of
 :mod:`impax.geometry.shapes` and prints one line per file.
@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=22, help="number of shapes (default: 22, two per family)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     p.add_argument("--res", type=int, default=None, help="marching-cubes grid nodes per axis (default 80)")
+    p.add_argument("--stream", default="default", choices=("default", "pretrain"),
+                   help="random stream (default: default, what impax demo uses; pretrain: the separate "
+                        "stream of the data behind impax's shipped pretrained weights)")
     p.set_defaults(func=_run)
 
 
@@ -33,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     res = args.res or shapes.DEFAULT_RES
     t0 = time.perf_counter()
     n = 0
-    for path in shapes.generate(args.out, args.count, args.seed, res=res):
+    for path in shapes.generate(args.out, args.count, args.seed, res=res, stream=args.stream):
         print(path, flush=True)
         n += 1
     print(f"wrote {n} shapes to {args.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)

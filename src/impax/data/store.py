@@ -208,6 +208,15 @@ class ShapeStore:
     def __len__(self) -> int:
         return len(self.index()["shapes"])
 
+    def prepare_config(self) -> dict[str, Any]:
+        """The :class:`~impax.data.pipeline.PrepareConfig` fields the store was prepared with
+        (``prepare.json``), or ``{}`` for a store without that file."""
+        p = self.root / "prepare.json"
+        try:
+            return dict(json.loads(p.read_text()).get("config", {}))
+        except (OSError, ValueError, AttributeError):
+            return {}
+
     # ------------------------------------------------------------------ reading
     @contextmanager
     def open(self, shape_id: str) -> Iterator[h5py.File]:

@@ -339,26 +339,41 @@ class ProceduralShape:
         return self._sdf(p).astype(np.float32)
 
 
-def make_shape(family: str, seed: int, res: int = DEFAULT_RES) -> ProceduralShape:
-    """Build one shape of ``family`` with random parameters drawn from ``seed`` (deterministic)."""
+#: Named random streams of :func:`generate`. ``"default"`` is what ``impax shapes`` and ``impax demo``
+#: draw from; ``"pretrain"`` is a separate stream for the data of impax's shipped pretrained weights
+#: (:mod:`impax.pretrained`), so no shape of the default stream, for any seed, is among them.
+STREAMS: dict[str, int] = {"default": 0, "pretrain": 1}
+
+
+def make_shape(family: str, seed: int, res: int = DEFAULT_RES, stream: str = "default") -> ProceduralShape:
+    """Build one shape of ``family`` with random parameters drawn from ``seed`` (deterministic).
+
+    ``stream`` (:data:`STREAMS`): the parameters of a non-default stream come from a generator
+    keyed by ``(seed, family, stream)``, a different key from every default-stream ``(seed,
+    family)``."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown shape family {family!r}; choose from {', '.join(FAMILIES)}")
-    rng = np.random.default_rng([int(seed), FAMILIES.index(family)])
-    sdf, params = _BUILDERS[family](rng)
+    if stream not in STREAMS:
+        raise ValueError(f"unknown shape stream {stream!r}; choose from {', '.join(STREAMS)}")
+    key = [int(seed), FAMILIES.index(family)] + ([STREAMS[stream]] if STREAMS[stream] else [])
+    sdf, params = _BUILDERS[family](np.random.default_rng(key))
     return ProceduralShape(family, int(seed), params, sdf, mesh_sdf(sdf, res))
 
 
-def generate(out_dir: str | Path, count: int, seed: int = 0, res: int = DEFAULT_RES) -> list[Path]:
+def generate(out_dir: str | Path, count: int, seed: int = 0, res: int = DEFAULT_RES,
+             stream: str = "default") -> list[Path]:
     """Write ``count`` shapes round-robin over :data:`FAMILIES` as
-    ``out_dir/<family>/<family>_<k:03d>.ply`` (``k`` counts within the family). Returns the paths."""
+    ``out_dir/<family>/<family>_<k:03d>.ply`` (``k`` counts within the family). Returns the paths.
+    ``stream``: see :func:`make_shape` (the default stream gives the files it always gave)."""
     from impax.geometry.mesh_io import save_mesh
 
     out = Path(out_dir)
     paths = []
+    tag = [STREAMS[stream]] if stream in STREAMS and STREAMS[stream] else []
     for i in range(int(count)):
         family = FAMILIES[i % len(FAMILIES)]
         k = i // len(FAMILIES)
-        shape_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-        shape = make_shape(family, shape_seed, res)
+        shape_seed = int(np.random.SeedSequence([int(seed), i] + tag).generate_state(1)[0])
+        shape = make_shape(family, shape_seed, res, stream)
         paths.append(save_mesh(shape.mesh, out / family / f"{family}_{k:03d}.ply"))
     return paths

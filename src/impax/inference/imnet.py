@@ -171,12 +171,22 @@ def _load_item(item: dict[str, Any]) -> tuple[np.ndarray, Transform | None]:
 # public API
 
 
+def _pooled(item: dict[str, Any]) -> bool:
+    """Whether an input's 64³ voxels are max-pooled from a finer grid (IM-NET HDF5 files, stores
+    prepared with ``voxels_256``) rather than cell-centre occupancy (stores without it, meshes)."""
+    if "store" in item:
+        return bool(item["store"].prepare_config().get("voxels_256", False))
+    return "hdf5" in item
+
+
 def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: str | Path,
-                resolution: int = 128, mesh_format: str = "ply", **kw: Any) -> list[dict[str, Any]]:
+                resolution: int = 128, mesh_format: str = "ply", refine: int = 0, **kw: Any) -> list[dict[str, Any]]:
     """Meshes of ``inputs`` through the run's auto-encoder, written to ``out/<id>.<mesh_format>``.
 
     ``kind``: ``"voxels"`` (see :func:`_voxel_items` for the input syntax), ``"mesh"`` (mesh files)
     or ``"image"`` (delegated to :func:`impax.inference.imnet_svr.reconstruct_images`).
+    ``refine``: Adam steps of test-time optimisation of each code against its input voxels
+    (:func:`impax.inference.refine.refine_code`; 0: the encoder's code as it is).
     """
     if kind == "image":
         from impax.inference.imnet_svr import reconstruct_images
@@ -207,6 +217,13 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
             else:
                 vox, transform = _load_item(item)
             z = encode_voxels(model, vox[None])[0]
+            if refine:
+                from impax.inference.refine import RefineConfig, refine_code
+
+                t1 = time.perf_counter()
+                z, stats = refine_code(model.generator, z, vox, RefineConfig(steps=int(refine)),
+                                       pooled=_pooled(item))
+                row["refine"] = {"steps": int(refine), **stats, "seconds": round(time.perf_counter() - t1, 3)}
             res = extract(query, z, resolution, transform)
             save_row(row, res, out / f"{safe_name(item['id'])}.{mesh_format}",
                      "original" if transform is not None else "imnet")

@@ -222,14 +222,40 @@ def points_inputs(path: str | Path, cfg: Any, seed: int = 0) -> tuple[dict[str, 
 # public API
 
 
+def observations(inp: Mapping[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled points (GAPS frame) of one shape from its encoder inputs, for ``--refine``: from
+    the depth views (:func:`impax.geometry.carve.depth_observations`) when there are any, else
+    from the oriented surface points (:func:`impax.inference.refine.point_observations`)."""
+    from impax.geometry.camera import dodecahedron_cameras
+
+    rng = np.random.default_rng(seed)
+    cams = dodecahedron_cameras()
+    if "depth" in inp and np.asarray(inp["depth"]).shape[1] == len(cams):
+        from impax.geometry.carve import depth_observations
+
+        return depth_observations(np.asarray(inp["depth"])[0], cams, rng)
+    if "surface_points" not in inp:
+        raise ValueError(f"--refine needs all {len(cams)} depth views or oriented surface points; this "
+                         "run's encoder input has neither")
+    from impax.inference.refine import point_observations
+
+    normals = inp.get("surface_normals")
+    if normals is not None and not np.any(normals):
+        normals = None
+    return point_observations(np.asarray(inp["surface_points"])[0], None if normals is None else normals[0], rng)
+
+
 def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: str | Path,
-                resolution: int = 128, mesh_format: str = "ply", **kw: Any) -> list[dict[str, Any]]:
+                resolution: int = 128, mesh_format: str = "ply", refine: int = 0, **kw: Any) -> list[dict[str, Any]]:
     """Reconstruct ``inputs`` with the run's network (see the module doc).
 
     ``kind``: ``"depth"`` (a prepared store folder, optionally followed by shape ids and/or
     ``split=NAME``: the stored depth images, plus stored surface points for LDIF's latents),
     ``"points"`` (point-cloud files, or a store folder as for ``depth``: its surface points; needs
     a run trained with ``--set input=points``) or ``"mesh"`` (mesh files).
+    ``refine``: Adam steps of test-time optimisation of each shape's elements and latents against
+    points labelled from its own input (:func:`observations`, :func:`impax.inference.refine.refine_sif`;
+    0: the encoder's shape as it is). Depth inputs need all 20 views for it.
     """
     from impax.models.sif_format import write_sif
     from impax.train.recipes.ldif import encode, shape_inputs
@@ -268,6 +294,14 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
             else:
                 inp, transform = points_inputs(item["file"], cfg)
             sif = unbatch(encode(model, inp))
+            if refine:
+                from impax.inference.refine import RefineConfig, refine_sif
+
+                t1 = time.perf_counter()
+                pts, inside = observations(inp)
+                sif, stats = refine_sif(sif, weights, pts, inside, cfg.model, RefineConfig(steps=int(refine)),
+                                        topk=cfg.decoder_topk)
+                row["refine"] = {"steps": int(refine), **stats, "seconds": round(time.perf_counter() - t1, 3)}
             name = safe_name(item["id"])
             sif_path = out / f"{name}.sif.txt"
             write_sif(sif_path, sif)

@@ -100,6 +100,26 @@ class LdifModel(nnx.Module):
         return sif.replace(latents=latents)
 
 
+def spread_elements(model: LdifModel, key: jax.Array, half: float = 0.4, constant: float = 0.1) -> None:
+    """Start every shape as elements spread over the box instead of a clump at the origin (in place).
+
+    Sets the bias of the explicit-parameter head so that, before training, element ``i`` sits at a
+    centre ``mu_i ~ U(-half, half)^3`` (drawn once from ``key``, the same for every input) with
+    constant ``c = -constant`` (``-|a|``: active; ``c < -0.07`` alone makes an element's centre
+    inside) and the default ``sigma = 0.15 sigmoid(0)``; the head's weights keep their initial
+    values, so the encoder adds per-shape offsets from there. Not in the original, which starts
+    with every activation near zero (all elements within ~0.075 of the origin, ``|c| ~ 0.03``:
+    the same small sphere for every input) and escapes that start only over many steps. With the
+    elements spread out, each part of a shape has an element nearby whose gradient can reach it."""
+    head = model.encoder.out if isinstance(model.encoder, DepthEncoder) else model.encoder.net.out
+    n, dof = model.cfg.element_count, model.cfg.explicit_dof
+    bias = np.array(head.bias[...], np.float32).reshape(n, dof)
+    centres = np.asarray(jax.random.uniform(key, (n, 3), jnp.float32, -half, half))
+    bias[:, 0] = constant                 # c = -|a|
+    bias[:, 1:4] = 2.0 * centres          # mu = a / 2
+    head.bias[...] = jnp.asarray(bias.reshape(-1))
+
+
 # ----------------------------------------------------------------------------------------------
 # evaluating one shape with the decoder weights as arguments (one compilation per structure)
 

@@ -140,6 +140,46 @@ def occnet_forward(weights: Weights, latents: jax.Array, points: jax.Array, upda
     return f, stats
 
 
+def occnet_forward_pairs(weights: Weights, latents: jax.Array, element: jax.Array, points: jax.Array,
+                         update_stats: bool = False, decay: float = EMA_DECAY
+                         ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The decoder at ``M`` (element, point) pairs per shape: ``latents [B, E, L]``, ``element [B, M]``
+    (which element each pair decodes with), ``points [B, M, 3]`` (in that element's frame) → ``(f
+    [B, M], stats)``. The same layers as :func:`occnet_forward`; each CBN's ``gamma``/``beta`` are
+    computed once per element and gathered per pair. In training mode (``update_stats``) the
+    batch moments are those of all pairs together, ``m = mean(h)``, ``v = mean((h - m)^2)`` over
+    pairs and channels (:func:`occnet_forward` averages per-element moments; with pairs of
+    different elements mixed, the pooled moments are the natural analogue)."""
+    _, _, blocks = infer_sizes(weights)
+    stats: dict[str, jax.Array] = {}
+
+    def lin(name, x):
+        y = x.reshape(-1, x.shape[-1]) @ weights[f"{name}.kernel"]
+        return y.reshape(x.shape[:-1] + y.shape[-1:]) + weights[f"{name}.bias"]
+
+    def gathered(name):
+        v = latents @ weights[f"{name}.kernel"] + weights[f"{name}.bias"]                 # [B, E, d]
+        return jnp.take_along_axis(v, element[..., None], axis=1)                          # [B, M, d]
+
+    def cbn(name, h):
+        mean, var = weights[f"{name}.mean"], weights[f"{name}.var"]
+        if update_stats:
+            bm = jnp.mean(h)
+            mean = decay * mean + (1.0 - decay) * bm
+            var = decay * var + (1.0 - decay) * jnp.mean(jnp.square(h - bm))
+        stats[f"{name}.mean"], stats[f"{name}.var"] = mean, var
+        return gathered(f"{name}.gamma") * ((h - mean) / jnp.sqrt(var + SQRT_EPS)) + gathered(f"{name}.beta")
+
+    h = cbn("block0.cbn1", lin("input", points)) if blocks else lin("input", points)
+    for i in range(blocks):
+        if i:
+            h = cbn(f"block{i}.cbn1", h)
+        h2 = jax.nn.relu(cbn(f"block{i}.cbn2", lin(f"block{i}.fc1", jax.nn.relu(h))))
+        h = h + lin(f"block{i}.fc2", h2)
+    f = lin("output", cbn("cbn_final", h))[..., 0]
+    return f, stats
+
+
 def make_decoder_fn(weights: Weights):
     """A pure evaluation-mode decoder ``(latents [E, L], local [E, P, 3]) -> f [E, P]`` for
     :func:`impax.models.sif.shape_function`."""
@@ -190,10 +230,21 @@ class OccNetDecoder(nnx.Module):
         out.update({k.replace("__", "."): v[...] for k, v in self.stats.items()})
         return out
 
-    def __call__(self, latents: jax.Array, points: jax.Array) -> jax.Array:
-        f, stats = occnet_forward(self.weights(), latents, points,
-                                  update_stats=not self.use_running_average, decay=self.decay)
+    def _update(self, stats: dict[str, jax.Array]) -> None:
         if not self.use_running_average:
             for name, value in stats.items():
                 self.stats[name.replace(".", "__")][...] = value
+
+    def __call__(self, latents: jax.Array, points: jax.Array) -> jax.Array:
+        f, stats = occnet_forward(self.weights(), latents, points,
+                                  update_stats=not self.use_running_average, decay=self.decay)
+        self._update(stats)
+        return f
+
+    def pairs(self, latents: jax.Array, element: jax.Array, points: jax.Array) -> jax.Array:
+        """``f [B, M]`` at (element, point) pairs (:func:`occnet_forward_pairs`), as
+        :func:`impax.models.sif.shape_function_topk` calls it."""
+        f, stats = occnet_forward_pairs(self.weights(), latents, element, points,
+                                        update_stats=not self.use_running_average, decay=self.decay)
+        self._update(stats)
         return f

@@ -95,6 +95,8 @@ EVAL_FILE = "eval_iou.json"
 DECODER_FILE = "extracted.occnet"
 #: Values of :attr:`LdifRunConfig.decoder_output_init`.
 DECODER_OUTPUT_INITS = ("glorot", "zeros")
+#: Values of :attr:`LdifRunConfig.element_init`.
+ELEMENT_INITS = ("zero", "spread")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +119,14 @@ class LdifRunConfig:
       anyway) makes ``f = 0``, so an LDIF starts exactly as the SIF++ of its explicit parameters,
       ``F = sum_i c_i g_i``, and the local decoders only add detail from there instead of starting
       as noise. Gradients still reach every decoder weight from the first update on.
+    - ``element_init``: ``"zero"`` (the original: the explicit head starts near zero, every
+      element within ~0.075 of the origin) or ``"spread"`` (not in the original;
+      :func:`~impax.models.ldif_model.spread_elements`: element centres start at
+      ``U(-spread_half, spread_half)^3`` with ``c = -spread_constant``).
+    - ``decoder_topk``: 0 (the original: the local decoder runs on every element at every
+      sample) or ``k`` (not in the original; :func:`~impax.models.sif.shape_function_topk`: only
+      each sample's ``k`` largest elements are decoded in training). Inference always evaluates
+      the full shape function.
     """
 
     model: LdifConfig = LDIF
@@ -130,8 +140,16 @@ class LdifRunConfig:
     eval_points: int | None = None
     eval_batch: int = 16384
     decoder_output_init: str = "glorot"
+    element_init: str = "zero"
+    spread_half: float = 0.4
+    spread_constant: float = 0.1
+    decoder_topk: int = 0
 
     def __post_init__(self) -> None:
+        if self.element_init not in ELEMENT_INITS:
+            raise ValueError(f"element_init must be one of {ELEMENT_INITS}, got {self.element_init!r}")
+        if self.decoder_topk < 0:
+            raise ValueError("decoder_topk must be >= 0 (0: decode every element)")
         if self.input not in ("depth", "points"):
             raise ValueError(f"input must be 'depth' or 'points', got {self.input!r}")
         if self.decoder_output_init not in DECODER_OUTPUT_INITS:
@@ -242,6 +260,12 @@ def build_model(cfg: LdifRunConfig, seed: int = 0) -> Any:
     if cfg.decoder_output_init == "zeros" and model.decoder is not None:
         kernel = model.decoder.params["output__kernel"]
         kernel[...] = jnp.zeros_like(kernel[...])
+    if cfg.element_init == "spread":
+        import jax
+
+        from impax.models.ldif_model import spread_elements
+
+        spread_elements(model, jax.random.key(int(seed) + 7919), cfg.spread_half, cfg.spread_constant)
     return model
 
 
@@ -260,12 +284,14 @@ def active_loss_terms(cfg: LdifConfig) -> tuple[str, ...]:
     return active_terms(cfg.loss)
 
 
-def make_loss(cfg: LdifConfig):
-    """The original's ``compute_loss`` for ``cfg.loss`` as a trainer ``loss_fn`` (see module doc)."""
+def make_loss(cfg: LdifConfig, decoder_topk: int = 0):
+    """The original's ``compute_loss`` for ``cfg.loss`` as a trainer ``loss_fn`` (see module doc);
+    ``decoder_topk`` > 0 decodes only each sample's ``k`` largest elements (see
+    :class:`LdifRunConfig`)."""
     import jax.numpy as jnp
 
     from impax.models import ldif_losses as L
-    from impax.models.sif import class_probability, shape_function
+    from impax.models.sif import class_probability, shape_function, shape_function_topk
 
     terms = active_loss_terms(cfg)
 
@@ -275,7 +301,10 @@ def make_loss(cfg: LdifConfig):
         decoder = model.decoder if sif.latents is not None else None
         nu = batch["uniform_points"].shape[1]
         pts = jnp.concatenate([batch["uniform_points"], batch["near_points"]], axis=1)
-        f = shape_function(sif, pts, decoder)
+        if decoder is not None and decoder_topk:
+            f = shape_function_topk(sif, pts, decoder.pairs, decoder_topk)
+        else:
+            f = shape_function(sif, pts, decoder)
         parts: dict[str, Any] = {}
         if "u" in terms:
             parts["u"] = L.uniform_sample_loss(cfg, f[:, :nu], batch["uniform_sdf"])
@@ -472,7 +501,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     model = build_model(cfg, seed)
     set_training(model, True)
     t0 = time.perf_counter()
-    res = fit(model, [Stage("main", loader, cfg.epochs, loss_fn=make_loss(cfg.model))], out, cfg.train,
+    res = fit(model, [Stage("main", loader, cfg.epochs, loss_fn=make_loss(cfg.model, cfg.decoder_topk))], out, cfg.train,
               extra_meta={"recipe": name, "model": to_dict(cfg.model), "input": cfg.input})
     train_s = time.perf_counter() - t0
     set_training(model, False)
