@@ -203,7 +203,7 @@ def test_zero_decoder_output_starts_ldif_as_its_sif(store_dir):
     want_f = np.stack([_numpy_sif(s.constants[b], s.centers[b], s.sigmas[b], s.rotations[b],
                                   cfg.model.symmetric_count, batch["near_points"][b]) for b in range(len(pts))])
     gt_out = (batch["near_sdf"] > 0).astype(np.float64)
-    prob = 1.0 / (1.0 + np.exp(-100.0 * (want_f + 0.07)))
+    prob = 1.0 / (1.0 + np.exp(-cfg.model.hardness * (want_f + 0.07)))
     w = np.where(gt_out > 0.5, 1.0, cfg.model.inside_weight)
     want_ns = cfg.model.near_surface_weight * np.mean(w * (prob - gt_out) ** 2)
     assert float(parts["loss_ns"]) == pytest.approx(want_ns, rel=1e-4)
@@ -237,3 +237,41 @@ def test_presets_and_init_option():
     with pytest.raises(ValueError, match="decoder_output_init"):
         LdifRunConfig(decoder_output_init="ones")
     assert config_from_dict({"epochs": 3}).decoder_output_init == "glorot"
+
+
+def test_init_from_copies_weights_and_is_part_of_the_run(store_dir, tmp_path):
+    """``init_from``: a new run starts from another run's weights (not its optimiser or position);
+    run.json records the source; resuming with another source is refused; a model of another size
+    is refused with the name of the first array that differs."""
+    from impax.train import load_model
+    from impax.train.recipes.ldif import build_model, resolve_config, train
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    s_a = train("ldif", store_dir, a, "cpu", TINY, seed=1, progress=False)
+    s = train("ldif", store_dir, b, "cpu", TINY, seed=2, max_steps=0, progress=False, init_from=str(a))
+    assert s["global_step"] == 0
+    cfg = resolve_config("ldif", "cpu", TINY)
+    ma, mb, fresh = build_model(cfg, 1), build_model(cfg, 2), build_model(cfg, 2)
+    load_model(a, ma)
+    load_model(b, mb)
+    from flax import nnx
+
+    from impax.train.checkpoint import named_leaves
+
+    la, lb, lf = (named_leaves(nnx.state(m)) for m in (ma, mb, fresh))
+    assert set(la) == set(lb)
+    for k in la:
+        np.testing.assert_array_equal(np.asarray(la[k]), np.asarray(lb[k]))
+    assert any(not np.array_equal(np.asarray(lb[k]), np.asarray(lf[k])) for k in lb)  # not a fresh init
+    info = json.loads((b / "run.json").read_text())
+    assert info["init_from"] == {"source": str(a.absolute()), "step": s_a["global_step"]}
+    # resuming continues from b's own checkpoint, with the same source only
+    s2 = train("ldif", store_dir, b, "cpu", TINY, seed=2, max_steps=1, progress=False, init_from=str(a))
+    assert s2["global_step"] == 1
+    with pytest.raises(ValueError, match="init_from"):
+        train("ldif", store_dir, b, "cpu", TINY, seed=2, progress=False)
+    with pytest.raises(ValueError, match="different model size|does not fit"):
+        train("ldif", store_dir, tmp_path / "c", "cpu", {**TINY, "model.fc_width": 24}, progress=False,
+              init_from=str(a))
+    with pytest.raises(ValueError, match="no shipped model"):
+        train("ldif", store_dir, tmp_path / "d", "cpu", TINY, progress=False, init_from="pretrained:no-such")

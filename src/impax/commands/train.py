@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (JSON value), repeatable")
+    p.add_argument("--init-from", default=None, metavar="SOURCE",
+                   help="start a new run from the weights of SOURCE: pretrained:<name> (weights shipped with "
+                        "impax, e.g. pretrained:imnet-ae-cpu) or another run's folder; the model sizes must "
+                        "match; optimiser and data position start fresh (default: random initialisation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     d = p.add_argument_group("multi-host training (docs/distributed.md)")
     d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -78,9 +82,16 @@ def run(args: argparse.Namespace) -> int:
 
     initialize(distributed_spec(args))  # before any JAX computation; a no-op for one process
     mod = recipe_module(args.recipe)
+    kw = {}
+    if args.init_from:
+        import inspect
+
+        if "init_from" not in inspect.signature(mod.train).parameters:
+            raise SystemExit(f"impax train: --init-from is not supported by {args.recipe}")
+        kw["init_from"] = args.init_from
     summary = mod.train(args.recipe, data=args.data, out=args.out, preset=args.preset,
                         overrides=_parse_set(args.set), seed=args.seed, max_steps=args.max_steps,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, **kw)
     after = AFTER_TRAINING.get(args.recipe)
     if after is not None:
         import importlib

@@ -72,6 +72,9 @@ def write_run_json(out: str | Path, info: dict[str, Any], resumable: set[str],
         if old.get("recipe") != info.get("recipe"):
             diff.insert(0, "recipe")
             a["recipe"], b["recipe"] = old.get("recipe"), info.get("recipe")
+        if old.get("init_from") != info.get("init_from"):
+            diff.insert(0, "init_from")
+            a["init_from"], b["init_from"] = old.get("init_from"), info.get("init_from")
         if diff or old.get("seed") != info.get("seed"):
             detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) or \
                 f"seed: {old.get('seed')!r} -> {info.get('seed')!r}"
@@ -101,3 +104,45 @@ def record_iou(out: str | Path, eval_file: str, report: dict[str, Any], summary:
         summary["iou_heldout"] = report["heldout"]["mean_iou"]
         summary["n_heldout"] = report["heldout"]["count"]
     return summary
+
+
+#: Values of a recipe's ``lr_schedule``.
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_adam(train: Any, schedule: str, end_factor: float, total_steps: int) -> Any:
+    """The optimiser of a run: ``None`` (the trainer's constant-rate Adam of ``train``, a
+    :class:`~impax.train.TrainConfig`) for ``"constant"``; for ``"cosine"`` Adam (same betas/eps)
+    whose step size decays by a cosine from ``train.learning_rate`` to ``end_factor`` times it
+    over ``total_steps`` (``optax.cosine_decay_schedule``); the rate stays in the optimiser state
+    (``inject_hyperparams``) so it is logged and checkpointed."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+    if schedule == "constant":
+        return None
+    import optax
+
+    sched = optax.cosine_decay_schedule(train.learning_rate, max(int(total_steps), 1), end_factor)
+    return optax.inject_hyperparams(optax.adam)(learning_rate=sched, b1=train.beta1, b2=train.beta2, eps=train.eps)
+
+
+def init_from(model: Any, out: str | Path, source: str | None) -> dict[str, Any] | None:
+    """``--init-from SOURCE``: copy ``source``'s weights into ``model`` when the run in ``out`` has no
+    checkpoint yet, and return the record ``run.json`` keeps (``None`` without a source). A run that
+    already has checkpoints continues from its own; its recorded source is returned when it is the
+    same, so :func:`write_run_json` refuses a different one. See :mod:`impax.train.pretrained`."""
+    if not source:
+        return None
+    from impax.train.checkpoint import CHECKPOINT_DIR
+    from impax.train.pretrained import PREFIX, load_into
+
+    source = str(source)
+    key = source if source.startswith(PREFIX) else str(Path(source).absolute())
+    ckpts = Path(out) / CHECKPOINT_DIR
+    if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+        try:
+            old = json.loads((Path(out) / RUN_JSON).read_text()).get("init_from")
+        except (OSError, ValueError):
+            old = None
+        return old if isinstance(old, dict) and old.get("source") == key else {"source": key}
+    return load_into(model, source)

@@ -75,7 +75,8 @@ import numpy as np
 from impax.configs import from_dict, to_dict
 from impax.models.imnet import IMNET_PYTORCH, IMNetConfig
 from impax.train.config import TrainConfig
-from impax.train.recipes.common import apply_dotted, record_iou, write_run_json
+from impax.train.recipes.common import apply_dotted, record_iou, scheduled_adam, write_run_json
+from impax.train.recipes.common import init_from as common_init_from
 
 ZS_FILE = "zs_train.hdf5"
 ZS_NAMES = "zs_train.txt"
@@ -177,7 +178,12 @@ DEMO = dataclasses.replace(
     heldout_splits=(),
 )
 
-PRESETS: dict[str, ImnetAEConfig] = {"paper": PAPER, "cpu": CPU, "demo": DEMO}
+#: ``pretrain``: the ``cpu`` recipe trained long (80 level-64 epochs) on the ``pretrain`` stream of
+#: built-in shapes; what made the shipped ``pretrained:imnet-ae-cpu`` (see :mod:`impax.train.pretrained`).
+PRETRAIN = dataclasses.replace(
+    CPU, stages=(LevelStage(16, 1, 4, 4096), LevelStage(32, 1, 4, 4096), LevelStage(64, 80, 8, 1024)))
+
+PRESETS: dict[str, ImnetAEConfig] = {"paper": PAPER, "cpu": CPU, "demo": DEMO, "pretrain": PRETRAIN}
 
 #: Fields that may change when a run is resumed (they do not change the maths).
 _RESUMABLE = {"train.max_steps", "train.progress", "train.log_every_steps", "train.checkpoint_every_steps",
@@ -560,27 +566,21 @@ def init_decoder(model: Any, cfg: ImnetAEConfig, seed: int = 0) -> None:
 
 
 def make_tx(cfg: ImnetAEConfig, total_steps: int) -> Any:
-    """The optimiser of a run: ``None`` (the trainer's constant-rate Adam) for ``"constant"``, else
-    Adam (same betas/eps) whose step size follows ``cfg.lr_schedule`` over ``total_steps``; the
-    rate stays in the state (``inject_hyperparams``) so it is logged and checkpointed."""
-    if cfg.lr_schedule == "constant":
-        return None
-    import optax
-
-    t = cfg.train
-    sched = optax.cosine_decay_schedule(t.learning_rate, max(int(total_steps), 1), cfg.lr_end_factor)
-    return optax.inject_hyperparams(optax.adam)(learning_rate=sched, b1=t.beta1, b2=t.beta2, eps=t.eps)
+    """The optimiser of a run (:func:`impax.train.recipes.common.scheduled_adam` of ``cfg``)."""
+    return scheduled_adam(cfg.train, cfg.lr_schedule, cfg.lr_end_factor, total_steps)
 
 
-def _write_run_json(out: Path, name: str, preset: str, cfg: ImnetAEConfig, data: Path, seed: int) -> None:
+def _write_run_json(out: Path, name: str, preset: str, cfg: ImnetAEConfig, data: Path, seed: int,
+                    init: dict[str, Any] | None = None) -> None:
     write_run_json(out, {"recipe": name, "family": "imnet", "preset": preset, "config": to_dict(cfg),
-                         "data": str(data.absolute()), "seed": int(seed)}, _RESUMABLE,
+                         "data": str(data.absolute()), "seed": int(seed),
+                         **({"init_from": init} if init else {})}, _RESUMABLE,
                    normalize=lambda d: to_dict(config_from_dict(d)))
 
 
 def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
           overrides: Mapping[str, Any] | None = None, seed: int = 0, max_steps: int | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, init_from: str | None = None) -> dict[str, Any]:
     """Train (or resume) an IM-AE run; see the module docstring. Returns a JSON-able summary with
     ``stopped`` (``"done"``, ``"max_steps"`` or ``"signal"``), the step, the last loss, and, once
     all stages are done, ``iou_train`` / ``iou_heldout`` (mean 64³ voxel IoU)."""
@@ -593,7 +593,6 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
                                                              progress=bool(progress)))
     out, data = Path(out), Path(data)
     src = _Data(data)
-    _write_run_json(out, name, preset, cfg, data, seed)
 
     loss_fn = make_loss(cfg.fast_encoder, cfg.grid_fraction, cfg.snap_points)
     stages = []
@@ -602,6 +601,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
                             loss_fn=loss_fn, reset_optimizer=cfg.reset_optimizer and i > 0))
     model = build_model(cfg.model, seed)
     init_decoder(model, cfg, seed)
+    _write_run_json(out, name, preset, cfg, data, seed, common_init_from(model, out, init_from))
     tx = make_tx(cfg, sum(st.epochs * len(s.loader) for st, s in zip(cfg.stages, stages)))
     t0 = time.perf_counter()
     res = fit(model, stages, out, cfg.train, tx=tx, extra_meta={"recipe": name, "model": to_dict(cfg.model)})

@@ -89,7 +89,8 @@ from impax.configs import from_dict, to_dict
 from impax.conventions import LDIF_ISO_LEVEL
 from impax.models.ldif_config import LDIF, LDIF_CPU, SIF, SIF_PLUS_PLUS, LdifConfig
 from impax.train.config import TrainConfig
-from impax.train.recipes.common import apply_dotted, record_iou, write_run_json
+from impax.train.recipes.common import LR_SCHEDULES, apply_dotted, record_iou, scheduled_adam, write_run_json
+from impax.train.recipes.common import init_from as common_init_from
 
 EVAL_FILE = "eval_iou.json"
 DECODER_FILE = "extracted.occnet"
@@ -127,6 +128,8 @@ class LdifRunConfig:
       sample) or ``k`` (not in the original; :func:`~impax.models.sif.shape_function_topk`: only
       each sample's ``k`` largest elements are decoded in training). Inference always evaluates
       the full shape function.
+    - ``lr_schedule``: ``"constant"`` (the original) or ``"cosine"`` from the learning rate to
+      ``lr_end_factor`` times it over the run (:func:`~impax.train.recipes.common.scheduled_adam`).
     """
 
     model: LdifConfig = LDIF
@@ -144,8 +147,12 @@ class LdifRunConfig:
     spread_half: float = 0.4
     spread_constant: float = 0.1
     decoder_topk: int = 0
+    lr_schedule: str = "constant"
+    lr_end_factor: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.element_init not in ELEMENT_INITS:
             raise ValueError(f"element_init must be one of {ELEMENT_INITS}, got {self.element_init!r}")
         if self.decoder_topk < 0:
@@ -166,22 +173,32 @@ def _paper(model: LdifConfig, epochs: int) -> LdifRunConfig:
 
 _CPU_TRAIN = TrainConfig(learning_rate=LDIF_CPU.learning_rate, beta1=0.9, log_every_steps=25,
                          checkpoint_every_steps=500, checkpoint_every_seconds=120.0)
-#: CPU variants of SIF/SIF++: the cpu encoder and batch of ``ldif-cpu`` with each representation.
+#: CPU variant of SIF: the cpu encoder and batch of ``ldif-cpu`` with SIF's representation.
 SIF_CPU = dataclasses.replace(SIF, name="sif-cpu", image_size=64, fc_width=256, simple_cnn_features=256,
                               batch_size=4, learning_rate=1e-4)
-SIF_PLUS_PLUS_CPU = dataclasses.replace(LDIF_CPU, name="sif++-cpu", latent_size=0)
-#: The ``ldif`` cpu model: ``ldif-cpu`` with the near-surface weight raised to the uniform one and
-#: Adam at 5e-4 (see the module doc for the measurements behind both).
-LDIF_CPU_RECIPE = dataclasses.replace(LDIF_CPU, near_surface_weight=1.0, learning_rate=5e-4)
+#: The ``ldif`` cpu model: ``ldif-cpu`` with the near-surface weight raised to the uniform one,
+#: Adam at 5e-4, a class hardness of 20 (the original 100 leaves almost no gradient where no element
+#: reaches yet) and 64 points per local view (see docs/tuning.md for the measurements).
+LDIF_CPU_RECIPE = dataclasses.replace(LDIF_CPU, near_surface_weight=1.0, learning_rate=5e-4, hardness=20.0,
+                                      local_point_count=64)
+SIF_PLUS_PLUS_CPU_RECIPE = dataclasses.replace(LDIF_CPU_RECIPE, name="sif++-cpu", latent_size=0)
 #: Epochs of the cpu presets: sized on the built-in shapes (``impax shapes --count 88``: ~70
-#: training shapes, 17 steps per epoch at batch 4) for <= 10 minutes on 2 cores; see the issue note.
+#: training shapes, 17 steps per epoch at batch 4) for <= 10 minutes on 2 cores; see docs/tuning.md.
 CPU_EPOCHS = 30
-LDIF_CPU_EPOCHS = 60
+LDIF_CPU_EPOCHS = 180
+#: The short-budget start of the ldif/sifpp cpu presets (see :class:`LdifRunConfig`): elements spread
+#: over the box, and the decoder on each sample's 8 largest elements only.
+_FAST_START = dict(element_init="spread", decoder_topk=8)
 
 
 def _cpu(model: LdifConfig, epochs: int = CPU_EPOCHS, **kw: Any) -> LdifRunConfig:
     return LdifRunConfig(model=model, train=dataclasses.replace(_CPU_TRAIN, learning_rate=model.learning_rate),
                          epochs=epochs, surface_points=1024, **kw)
+
+
+#: ``pretrain``: the ``ldif`` cpu model trained long (cosine to 1/10 of the rate) on the ``pretrain``
+#: stream of built-in shapes; what made the shipped ``pretrained:ldif-cpu`` (see :mod:`impax.train.pretrained`).
+LDIF_PRETRAIN_EPOCHS = 80
 
 
 #: ``quick`` (smoke runs, a few seconds): 8 + 4 elements with 8-d latents, 32^2 views, spc 128.
@@ -199,21 +216,26 @@ def _quick(model: LdifConfig) -> LdifRunConfig:
                                                          log_every_steps=5))
 
 
-#: ``demo`` (``impax demo``: ~150 s on 2 cores, 22 training shapes = 5 steps per epoch): the cpu
-#: models, epochs for ~220 LDIF / ~800 SIF steps (SIF at Adam 5e-4, better than 1e-4 at short budgets).
+#: ``demo`` (``impax demo``: 22 training shapes = 5 steps per epoch): the ``ldif`` cpu model,
+#: fine-tuned from ``pretrained:ldif-cpu`` by the demo (``--init-from``); SIF at Adam 5e-4 (better
+#: than 1e-4 at short budgets), from scratch.
 LDIF_DEMO_EPOCHS = 44
 SIF_DEMO_EPOCHS = 160
 SIF_DEMO = dataclasses.replace(SIF_CPU, learning_rate=5e-4)
 
 #: recipe name → preset name → config.
 PRESETS: dict[str, dict[str, LdifRunConfig]] = {
-    "ldif": {"paper": _paper(LDIF, 2400), "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros"),
-             "demo": _cpu(LDIF_CPU_RECIPE, LDIF_DEMO_EPOCHS, decoder_output_init="zeros"),
+    "ldif": {"paper": _paper(LDIF, 2400),
+             "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros", **_FAST_START),
+             "demo": _cpu(LDIF_CPU_RECIPE, LDIF_DEMO_EPOCHS, decoder_output_init="zeros", **_FAST_START),
+             "pretrain": _cpu(LDIF_CPU_RECIPE, LDIF_PRETRAIN_EPOCHS, decoder_output_init="zeros", lr_schedule="cosine",
+                              **_FAST_START),
              "quick": _quick(LDIF_QUICK)},
     "sif": {"paper": _paper(SIF, 320), "cpu": _cpu(SIF_CPU), "demo": _cpu(SIF_DEMO, SIF_DEMO_EPOCHS),
             "quick": _quick(SIF_QUICK)},
-    "sifpp": {"paper": _paper(SIF_PLUS_PLUS, 2400), "cpu": _cpu(SIF_PLUS_PLUS_CPU),
-              "demo": _cpu(SIF_PLUS_PLUS_CPU, LDIF_DEMO_EPOCHS), "quick": _quick(SIF_PLUS_PLUS_QUICK)},
+    "sifpp": {"paper": _paper(SIF_PLUS_PLUS, 2400), "cpu": _cpu(SIF_PLUS_PLUS_CPU_RECIPE, **_FAST_START),
+              "demo": _cpu(SIF_PLUS_PLUS_CPU_RECIPE, LDIF_DEMO_EPOCHS, **_FAST_START),
+              "quick": _quick(SIF_PLUS_PLUS_QUICK)},
 }
 
 #: Fields that may change when a run is resumed (they do not change the maths).
@@ -463,10 +485,12 @@ def export_decoder(model: Any, out: str | Path) -> Path | None:
 # the recipe
 
 
-def _write_run_json(out: Path, name: str, preset: str, cfg: LdifRunConfig, data: Path, seed: int) -> None:
+def _write_run_json(out: Path, name: str, preset: str, cfg: LdifRunConfig, data: Path, seed: int,
+                    init: dict[str, Any] | None = None) -> None:
     # through the config class, so fields added since the run started read as their defaults
     write_run_json(out, {"recipe": name, "family": "ldif", "preset": preset, "config": to_dict(cfg),
-                         "data": str(data.absolute()), "seed": int(seed)}, _RESUMABLE,
+                         "data": str(data.absolute()), "seed": int(seed),
+                         **({"init_from": init} if init else {})}, _RESUMABLE,
                    normalize=lambda d: to_dict(config_from_dict(d)))
 
 
@@ -480,7 +504,7 @@ def resolve_config(name: str, preset: str, overrides: Mapping[str, Any] | None =
 
 def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
           overrides: Mapping[str, Any] | None = None, seed: int = 0, max_steps: int | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, init_from: str | None = None) -> dict[str, Any]:
     """Train (or resume) a SIF/SIF++/LDIF run; see the module docstring. Returns a JSON-able summary
     with ``stopped`` (``"done"``, ``"max_steps"`` or ``"signal"``), the step, the last loss, and once
     every epoch is done ``iou_train`` / ``iou_heldout`` (mean uniform-sample IoU)."""
@@ -494,14 +518,16 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     if not (data / "index.json").is_file():
         raise FileNotFoundError(f"{data}: not a prepared store (no index.json); run `impax prepare` first")
     store = ShapeStore(data)
-    _write_run_json(out, name, preset, cfg, data, seed)
 
     need_boxes = "ec" in active_loss_terms(cfg.model)
     loader = make_loader(store, cfg, cfg.train_split, seed, need_boxes)
     model = build_model(cfg, seed)
     set_training(model, True)
+    _write_run_json(out, name, preset, cfg, data, seed, common_init_from(model, out, init_from))
     t0 = time.perf_counter()
+    tx = scheduled_adam(cfg.train, cfg.lr_schedule, cfg.lr_end_factor, cfg.epochs * len(loader))
     res = fit(model, [Stage("main", loader, cfg.epochs, loss_fn=make_loss(cfg.model, cfg.decoder_topk))], out, cfg.train,
+              tx=tx,
               extra_meta={"recipe": name, "model": to_dict(cfg.model), "input": cfg.input})
     train_s = time.perf_counter() - t0
     set_training(model, False)
