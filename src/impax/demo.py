@@ -115,6 +115,7 @@ class RecipePlan:
     preset: str = "cpu"  # else this preset ...
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ... with these overrides
     max_steps: int | None = None  # ... and this step limit (a run stopped by it still reconstructs)
+    init_from: str | None = None  # start from these weights (``impax train --init-from``)
 
     def choose(self, presets: Mapping[str, Any]) -> tuple[str, dict[str, Any], int | None]:
         for name in self.preferred:
@@ -136,6 +137,7 @@ class DemoPlan:
     gan: RecipePlan
     train_recon: int  # training shapes reconstructed besides the held-out ones
     resolution: int  # extraction grid of reconstructions, samples and interpolation
+    refine: Mapping[str, int]  # reconstruction model -> ``--refine`` steps (test-time optimisation)
     gan_samples: int
     interp_steps: int
     metrics: Mapping[str, Any]  # MetricsConfig fields
@@ -164,7 +166,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
                 "lr_schedule": "constant"}),
             ldif=RecipePlan("ldif", ("quick",), "cpu", {}, max_steps=8),
             gan=RecipePlan("imnet-gan", ("quick",), "cpu", {}),
-            train_recon=1, resolution=32, gan_samples=3, interp_steps=4,
+            train_recon=1, resolution=32, refine={"imnet-ae": 5, "ldif": 5}, gan_samples=3, interp_steps=4,
             metrics={"n_samples": 10_000, "iou_samples": 20_000, "voxel_resolution": 32},
             gen_points=512,
             report={"size": 112, "views": ((35.0, 22.0),), "max_shapes": 4, "supersample": 1, "strip_limit": 4},
@@ -174,14 +176,14 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
         )
     return DemoPlan(
         quick=False, seed=seed, shapes_per_family=3,
-        prepare={"views": False},
+        prepare={"views": False, "voxels_256": True},
         imnet_ae=RecipePlan("imnet-ae", ("demo",), "cpu", {
             **common_train,
             "stages": _imnet_stages([(16, 10, 8, 2048), (32, 20, 8, 2048), (64, 100, 8, 2048)]),
-            "heldout_splits": []}),
-        ldif=RecipePlan("ldif", ("demo",), "cpu", {}, max_steps=150),
+            "heldout_splits": []}, init_from="pretrained:imnet-ae-cpu"),
+        ldif=RecipePlan("ldif", ("demo",), "cpu", {}, max_steps=150, init_from="pretrained:ldif-cpu"),
         gan=RecipePlan("imnet-gan", ("demo",), "cpu", {}),
-        train_recon=2, resolution=64, gan_samples=6, interp_steps=6,
+        train_recon=2, resolution=64, refine={"imnet-ae": 100, "ldif": 200}, gan_samples=6, interp_steps=6,
         metrics={"n_samples": 30_000, "iou_samples": 50_000, "voxel_resolution": 32},
         gen_points=2048,
         report={"size": 192, "views": ((35.0, 22.0), (215.0, 22.0)), "max_shapes": 8, "supersample": 2,
@@ -347,7 +349,8 @@ class Demo:
         for name, recipe, kind in MODELS:
             specs.append((f"reconstruct-{name}", f"reconstruct held-out shapes with {LABELS[name]}",
                           [f"train-{recipe}"], {"resolution": p.resolution, "train_recon": p.train_recon,
-                                                "kind": kind}, self._recon_fn(name, kind)))
+                                                "kind": kind, "refine": p.refine.get(name, 0)},
+                          self._recon_fn(name, kind)))
         specs += [
             ("sample-gan", "sample new shapes from the GAN", ["train-imnet-gan"],
              {"count": p.gan_samples, "resolution": p.resolution, "seed": self.seed}, self._stage_sample),
@@ -388,7 +391,7 @@ class Demo:
         else:
             content = repr(content)
         return {"available": True, "preset": preset, "preset_config": content, "overrides": overrides,
-                "max_steps": max_steps, "seed": self.seed}
+                "max_steps": max_steps, "seed": self.seed, "init_from": rp.init_from}
 
     def _wrap(self, name: str, budget: float, key: str, fn: Callable[[], dict[str, Any]]
               ) -> Callable[[], dict[str, Any]]:
@@ -516,8 +519,11 @@ class Demo:
             data = self.run_dir("imnet-ae") if rp.recipe == "imnet-gan" else self.data_dir
             self.log(f"      {rp.recipe}: preset {preset!r}" + (f" with {len(overrides)} overrides" if overrides else "")
                      + (f", at most {max_steps} steps" if max_steps else ""))
+            kw = {"init_from": rp.init_from} if rp.init_from else {}
+            if rp.init_from:
+                self.log(f"      starting from {rp.init_from}")
             summary = mod.train(rp.recipe, data=str(data), out=str(run_dir), preset=preset, overrides=overrides,
-                                seed=self.seed, max_steps=max_steps, progress=self.progress)
+                                seed=self.seed, max_steps=max_steps, progress=self.progress, **kw)
             stopped = summary.get("stopped", "done")
             if stopped == "signal":
                 raise KeyboardInterrupt
@@ -558,7 +564,8 @@ class Demo:
             ids = held + train
             with _ticker(f"reconstruct {len(ids)} shapes", self.plan.budgets.get(stage, 30), self.progress):
                 rows = family_module(run_dir).reconstruct(run_dir, kind, [str(self.data_dir), *ids], out,
-                                                          resolution=self.plan.resolution, mesh_format="ply")
+                                                          resolution=self.plan.resolution, mesh_format="ply",
+                                                          refine=self.plan.refine.get(name, 0))
             bad = [r for r in rows if not r.get("ok")]
             for r in bad:
                 self.log(f"      {r.get('id')}: {r.get('reason', 'failed')}")

@@ -126,6 +126,16 @@ def scheduled_adam(train: Any, schedule: str, end_factor: float, total_steps: in
     return optax.inject_hyperparams(optax.adam)(learning_rate=sched, b1=train.beta1, b2=train.beta2, eps=train.eps)
 
 
+def budget_epochs(budget_steps: int | None, epochs: int, batches_per_epoch: int, steps_before: int = 0) -> int:
+    """Epochs of a run's last stage: ``epochs`` as configured, or — with a step budget — as many as
+    make the whole run about ``budget_steps`` steps (``ceil((budget - steps_before) / batches)``, at
+    least 1), whatever the size of the data. CPU presets are sized in steps (time on 2 cores), not
+    in passes over a data set whose size the preset cannot know."""
+    if budget_steps is None:
+        return int(epochs)
+    return max(1, -(-(int(budget_steps) - int(steps_before)) // max(1, int(batches_per_epoch))))
+
+
 def init_from(model: Any, out: str | Path, source: str | None) -> dict[str, Any] | None:
     """``--init-from SOURCE``: copy ``source``'s weights into ``model`` when the run in ``out`` has no
     checkpoint yet, and return the record ``run.json`` keeps (``None`` without a source). A run that

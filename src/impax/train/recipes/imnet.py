@@ -75,7 +75,7 @@ import numpy as np
 from impax.configs import from_dict, to_dict
 from impax.models.imnet import IMNET_PYTORCH, IMNetConfig
 from impax.train.config import TrainConfig
-from impax.train.recipes.common import apply_dotted, record_iou, scheduled_adam, write_run_json
+from impax.train.recipes.common import apply_dotted, budget_epochs, record_iou, scheduled_adam, write_run_json
 from impax.train.recipes.common import init_from as common_init_from
 
 ZS_FILE = "zs_train.hdf5"
@@ -119,6 +119,8 @@ class ImnetAEConfig:
       of each shape's points per step replaced by uniformly random 64³ cell centres labelled by the
       shape's own voxels (:func:`grid_points`, drawn in the loss with the step's RNG) — the points
       the 64³ IoU is measured at. A recipe-level sampling choice for short CPU runs, not the paper's.
+    - ``budget_steps``: ``None`` (every stage runs its ``epochs``) or the steps of the whole run:
+      the last stage's epochs are then chosen to fill it (:func:`~impax.train.recipes.common.budget_epochs`).
     - ``eval_batch``: decoder points per call when measuring IoU / exporting.
     """
 
@@ -136,6 +138,7 @@ class ImnetAEConfig:
     lr_end_factor: float = 0.1
     grid_fraction: float = 0.0
     snap_points: bool = False
+    budget_steps: int | None = None
     eval_batch: int = 65536
 
     def __post_init__(self) -> None:
@@ -166,6 +169,7 @@ CPU = ImnetAEConfig(
     decoder_init="scaled",
     lr_schedule="cosine",
     lr_end_factor=0.01,
+    budget_steps=4156,
 )
 
 #: What ``impax demo`` trains (≈ 150 s on 2 cores for the demo's ~26 training shapes of 11
@@ -181,7 +185,8 @@ DEMO = dataclasses.replace(
 #: ``pretrain``: the ``cpu`` recipe trained long (80 level-64 epochs) on the ``pretrain`` stream of
 #: built-in shapes; what made the shipped ``pretrained:imnet-ae-cpu`` (see :mod:`impax.train.pretrained`).
 PRETRAIN = dataclasses.replace(
-    CPU, stages=(LevelStage(16, 1, 4, 4096), LevelStage(32, 1, 4, 4096), LevelStage(64, 80, 8, 1024)))
+    CPU, stages=(LevelStage(16, 1, 4, 4096), LevelStage(32, 1, 4, 4096), LevelStage(64, 80, 8, 1024)),
+    budget_steps=None)
 
 PRESETS: dict[str, ImnetAEConfig] = {"paper": PAPER, "cpu": CPU, "demo": DEMO, "pretrain": PRETRAIN}
 
@@ -597,12 +602,17 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     loss_fn = make_loss(cfg.fast_encoder, cfg.grid_fraction, cfg.snap_points)
     stages = []
     for i, st in enumerate(cfg.stages):
-        stages.append(Stage(f"level{st.level}", src.loader(cfg.train_split, st, seed, cfg.point_mode), st.epochs,
+        loader = src.loader(cfg.train_split, st, seed, cfg.point_mode)
+        epochs = st.epochs
+        if i == len(cfg.stages) - 1:
+            epochs = budget_epochs(cfg.budget_steps, st.epochs, len(loader),
+                                   sum(s.epochs * len(s.loader) for s in stages))
+        stages.append(Stage(f"level{st.level}", loader, epochs,
                             loss_fn=loss_fn, reset_optimizer=cfg.reset_optimizer and i > 0))
     model = build_model(cfg.model, seed)
     init_decoder(model, cfg, seed)
     _write_run_json(out, name, preset, cfg, data, seed, common_init_from(model, out, init_from))
-    tx = make_tx(cfg, sum(st.epochs * len(s.loader) for st, s in zip(cfg.stages, stages)))
+    tx = make_tx(cfg, sum(s.epochs * len(s.loader) for s in stages))
     t0 = time.perf_counter()
     res = fit(model, stages, out, cfg.train, tx=tx, extra_meta={"recipe": name, "model": to_dict(cfg.model)})
     train_s = time.perf_counter() - t0

@@ -89,7 +89,8 @@ from impax.configs import from_dict, to_dict
 from impax.conventions import LDIF_ISO_LEVEL
 from impax.models.ldif_config import LDIF, LDIF_CPU, SIF, SIF_PLUS_PLUS, LdifConfig
 from impax.train.config import TrainConfig
-from impax.train.recipes.common import LR_SCHEDULES, apply_dotted, record_iou, scheduled_adam, write_run_json
+from impax.train.recipes.common import (LR_SCHEDULES, apply_dotted, budget_epochs, record_iou, scheduled_adam,
+                                        write_run_json)
 from impax.train.recipes.common import init_from as common_init_from
 
 EVAL_FILE = "eval_iou.json"
@@ -130,6 +131,8 @@ class LdifRunConfig:
       the full shape function.
     - ``lr_schedule``: ``"constant"`` (the original) or ``"cosine"`` from the learning rate to
       ``lr_end_factor`` times it over the run (:func:`~impax.train.recipes.common.scheduled_adam`).
+    - ``budget_steps``: ``None`` (``epochs`` passes) or the steps of the run, whatever the data size
+      (epochs chosen by :func:`~impax.train.recipes.common.budget_epochs`).
     """
 
     model: LdifConfig = LDIF
@@ -149,6 +152,7 @@ class LdifRunConfig:
     decoder_topk: int = 0
     lr_schedule: str = "constant"
     lr_end_factor: float = 0.1
+    budget_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -186,6 +190,8 @@ SIF_PLUS_PLUS_CPU_RECIPE = dataclasses.replace(LDIF_CPU_RECIPE, name="sif++-cpu"
 #: training shapes, 17 steps per epoch at batch 4) for <= 10 minutes on 2 cores; see docs/tuning.md.
 CPU_EPOCHS = 30
 LDIF_CPU_EPOCHS = 180
+#: The ``ldif`` cpu preset's step budget (180 epochs of the 88-shape store): the same steps on any data.
+LDIF_CPU_STEPS = 3060
 #: The short-budget start of the ldif/sifpp cpu presets (see :class:`LdifRunConfig`): elements spread
 #: over the box, and the decoder on each sample's 8 largest elements only.
 _FAST_START = dict(element_init="spread", decoder_topk=8)
@@ -226,7 +232,8 @@ SIF_DEMO = dataclasses.replace(SIF_CPU, learning_rate=5e-4)
 #: recipe name → preset name → config.
 PRESETS: dict[str, dict[str, LdifRunConfig]] = {
     "ldif": {"paper": _paper(LDIF, 2400),
-             "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros", **_FAST_START),
+             "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros", budget_steps=LDIF_CPU_STEPS,
+                         **_FAST_START),
              "demo": _cpu(LDIF_CPU_RECIPE, LDIF_DEMO_EPOCHS, decoder_output_init="zeros", **_FAST_START),
              "pretrain": _cpu(LDIF_CPU_RECIPE, LDIF_PRETRAIN_EPOCHS, decoder_output_init="zeros", lr_schedule="cosine",
                               **_FAST_START),
@@ -525,8 +532,9 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     set_training(model, True)
     _write_run_json(out, name, preset, cfg, data, seed, common_init_from(model, out, init_from))
     t0 = time.perf_counter()
-    tx = scheduled_adam(cfg.train, cfg.lr_schedule, cfg.lr_end_factor, cfg.epochs * len(loader))
-    res = fit(model, [Stage("main", loader, cfg.epochs, loss_fn=make_loss(cfg.model, cfg.decoder_topk))], out, cfg.train,
+    epochs = budget_epochs(cfg.budget_steps, cfg.epochs, len(loader))
+    tx = scheduled_adam(cfg.train, cfg.lr_schedule, cfg.lr_end_factor, epochs * len(loader))
+    res = fit(model, [Stage("main", loader, epochs, loss_fn=make_loss(cfg.model, cfg.decoder_topk))], out, cfg.train,
               tx=tx,
               extra_meta={"recipe": name, "model": to_dict(cfg.model), "input": cfg.input})
     train_s = time.perf_counter() - t0
