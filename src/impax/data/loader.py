@@ -19,19 +19,27 @@ the shapes of a batch are opened and only the sampled rows of their point arrays
   samples per shape per step (``spc=1024``), the 32^3 SDF grid, and the depth images or surface points.
 * :class:`ImnetHdf5Loader` — the same IM-NET batches from an official ``all_vox256_img_*.hdf5`` file,
   held in memory like IM-NET-pytorch does (or read lazily with ``in_memory=False``).
+
+Damaged data: a store loader leaves out the records that are missing or whose size differs from
+``index.json`` (a truncated file), with one warning line on stderr naming them, before the epoch
+order is fixed; a record that turns out unreadable while batches are read is a
+:class:`~impax.data.store.RecordError` naming the file. An IM-NET HDF5 file that cannot be read is a
+``ValueError`` naming it.
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from impax.data.store import ShapeStore, read_rows
+from impax.data.store import RecordError, ShapeStore, read_rows
 
 #: Point sample sets: group name → aligned datasets of a record.
 POINT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -157,7 +165,7 @@ class StoreLoader(BatchLoader):
                  prefetch: int = 2, postprocess: Callable[[Batch], Batch] | None = None,
                  cache_mb: float = 1024.0) -> None:
         self.store = store if isinstance(store, ShapeStore) else ShapeStore(store)
-        self.ids = list(ids) if ids is not None else self.store.ids(split)
+        self.ids = usable_ids(self.store, list(ids) if ids is not None else self.store.ids(split))
         self.arrays = tuple(arrays)
         self.samples = dict(samples or {})
         unknown = set(self.samples) - set(POINT_GROUPS)
@@ -175,6 +183,21 @@ class StoreLoader(BatchLoader):
         self._cache_lock = threading.Lock()
         super().__init__(len(self.ids), batch_size, seed, shuffle, drop_last, prefetch)
 
+    @contextmanager
+    def _open(self, i: int) -> Iterator[Any]:
+        """Shape ``i``'s record, open; a file h5py cannot open is a :class:`RecordError` naming it."""
+        import h5py
+
+        path = self.store.path(self.ids[i])
+        try:
+            f = h5py.File(path, "r")
+        except (OSError, RuntimeError) as e:
+            raise RecordError(path, _corrupt(e)) from None
+        try:
+            yield f
+        finally:
+            f.close()
+
     def _group_names(self, src: Any, i: int, group: str) -> list[str]:
         """The datasets of point group ``group`` that shape ``i``'s file (or cached data) has."""
         names = [n for n in POINT_GROUPS[group] if n in src]
@@ -189,9 +212,9 @@ class StoreLoader(BatchLoader):
             hit = self._cache.get(i)
         if hit is not None or self.cache_bytes == 0 or self._cached_bytes >= self.cache_bytes:
             return hit
-        with self.store.open(self.ids[i]) as f:
+        with self._open(i) as f:
             names = list(self.arrays) + [n for g in self.samples for n in self._group_names(f, i, g)]
-            data = {n: f[n][()] for n in names}
+            data = _read_or_name(self.store.path(self.ids[i]), lambda: {n: f[n][()] for n in names})
         size = sum(a.nbytes for a in data.values())
         with self._cache_lock:
             if self._cached_bytes + size <= self.cache_bytes:
@@ -218,11 +241,53 @@ class StoreLoader(BatchLoader):
             if data is not None:
                 self._gather(per, data, i, rng, lambda a, rows: a[rows])
                 continue
-            with self.store.open(self.ids[i]) as f:
-                self._gather(per, f, i, rng, read_rows)
+            with self._open(i) as f:
+                _read_or_name(self.store.path(self.ids[i]), lambda: self._gather(per, f, i, rng, read_rows))
         out = {k: np.stack(v) for k, v in per.items()}
         out["shape_index"] = items.astype(np.int64)
         return self.postprocess(out) if self.postprocess else out
+
+
+def _corrupt(e: BaseException) -> str:
+    return (f"unreadable record ({' '.join(str(e).split())[:160]}); rerun `impax prepare` on its folder "
+            "to prepare it again")
+
+
+def _read_or_name(path: Path, read: Callable[[], Any]) -> Any:
+    """``read()``, with an h5py failure turned into a :class:`RecordError` naming ``path``."""
+    try:
+        return read()
+    except KeyError:
+        raise
+    except (OSError, RuntimeError) as e:
+        raise RecordError(path, _corrupt(e)) from None
+
+
+def usable_ids(store: ShapeStore, ids: Sequence[str]) -> list[str]:
+    """``ids`` without the records that are missing or whose size differs from ``index.json``
+    (truncated), with one warning line on stderr naming them."""
+    try:
+        sizes = {e["id"]: e.get("bytes") for e in store.entries()}
+    except (OSError, ValueError):
+        sizes = {}
+    keep, bad = [], []
+    for sid in ids:
+        p = store.path(sid)
+        try:
+            size = p.stat().st_size
+        except OSError:
+            bad.append(f"{p} (missing)")
+            continue
+        want = sizes.get(sid)
+        if want is not None and int(want) != size:
+            bad.append(f"{p} ({size} bytes, the index says {want})")
+            continue
+        keep.append(sid)
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        print(f"warning: {len(bad)} damaged record(s) left out of training: {shown}; rerun `impax prepare` "
+              f"on {store.root} to prepare them again", file=sys.stderr)
+    return keep
 
 
 def _imnet_post(level: int) -> Callable[[Batch], Batch]:
@@ -273,12 +338,16 @@ class ImnetHdf5Loader(BatchLoader):
                  drop_last: bool = True, prefetch: int = 2) -> None:
         from impax.data.imnet_hdf5 import ImnetHdf5
 
-        self.file = ImnetHdf5(path)
-        self.level, self.points, self.point_mode, self.pixels = level, int(points), point_mode, pixels
-        self.names = self.file.names
-        keys = ["voxels", f"points_{level}", f"values_{level}"] + (["pixels"] if pixels else [])
-        self._data = {k: self.file.dataset(k)[()] if in_memory else self.file.dataset(k) for k in keys}
-        self._n = self.file.n_points(level)
+        try:
+            self.file = ImnetHdf5(path)
+            self.level, self.points, self.point_mode, self.pixels = level, int(points), point_mode, pixels
+            self.names = self.file.names
+            keys = ["voxels", f"points_{level}", f"values_{level}"] + (["pixels"] if pixels else [])
+            self._data = {k: self.file.dataset(k)[()] if in_memory else self.file.dataset(k) for k in keys}
+            self._n = self.file.n_points(level)
+        except (OSError, RuntimeError) as e:
+            raise ValueError(f"{path}: cannot read this IM-NET HDF5 file ({' '.join(str(e).split())[:160]}); "
+                             "it may be truncated or corrupt") from None
         if self.points > self._n:
             raise ValueError(f"{self.points} points per shape requested, the file has {self._n} at level {level}")
         super().__init__(len(self.file), batch_size, seed, shuffle, drop_last, prefetch)

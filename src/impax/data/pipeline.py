@@ -110,14 +110,86 @@ class _Timer:
         return _T()
 
 
+def count_faces(path: str | Path) -> int | None:
+    """The number of faces a mesh file announces, read without loading it: PLY and OFF headers,
+    binary STL's count, ``facet`` blocks of ASCII STL, ``f`` lines of OBJ (a polygon counts once,
+    so this is a lower bound of the triangles). ``None`` for other formats or unreadable headers."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    try:
+        with open(p, "rb") as f:
+            if suffix == ".ply":
+                head = f.read(1 << 16)
+                end = head.find(b"end_header")
+                for line in (head[:end] if end >= 0 else head).splitlines():
+                    parts = line.split()
+                    if len(parts) == 3 and parts[0] == b"element" and parts[1] == b"face":
+                        return int(parts[2])
+                return None
+            if suffix == ".off":
+                words: list[bytes] = []
+                for line in f.read(1 << 16).splitlines():
+                    line = line.split(b"#", 1)[0]
+                    words += line.split()
+                    if len(words) >= 4:
+                        break
+                if words and words[0].upper().endswith(b"OFF"):
+                    words = words[1:]
+                return int(words[1]) if len(words) >= 2 else None
+            if suffix == ".stl":
+                size = p.stat().st_size
+                head = f.read(84)
+                if len(head) == 84:
+                    n = int.from_bytes(head[80:84], "little")
+                    if 84 + 50 * n == size:
+                        return n
+                return _count_token(f, b"endfacet", head)
+            if suffix == ".obj":
+                return _count_token(f, b"\nf ", b"\n")
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _count_token(f: Any, token: bytes, start: bytes = b"") -> int:
+    """Occurrences of ``token`` in ``start`` + the rest of ``f``, read in blocks (an occurrence cut
+    by a block boundary is found in the next round, one inside the kept tail cannot exist)."""
+    count, tail, keep = 0, start, len(token) - 1
+    while True:
+        block = f.read(1 << 22)
+        if not block:
+            return count + (tail.count(token) if tail is start else 0)
+        data = tail + block
+        count += data.count(token)
+        tail = data[len(data) - keep:] if keep else b""
+
+
+def check_face_count(path: str | Path, max_faces: int | None) -> None:
+    """Raise :class:`~impax.geometry.mesh_io.MeshError` when the file announces more than
+    ``max_faces`` faces (see :func:`count_faces`); nothing is loaded."""
+    if not max_faces:
+        return
+    n = count_faces(path)
+    if n is not None and n > max_faces:
+        from impax.geometry.mesh_io import MeshError
+
+        raise MeshError(path, _too_many(n, max_faces))
+
+
+def _too_many(n: int, max_faces: int) -> str:
+    return (f"{n:,} faces, more than the limit of {max_faces:,} (--max-faces); simplify the mesh first "
+            "or raise the limit")
+
+
 def prepare_shape(mesh_path: str | Path, cfg: PrepareConfig = PrepareConfig(), seed: int = 0,
                   shape_id: str | None = None, timings: dict[str, float] | None = None,
-                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+                  max_faces: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """All arrays of one shape and its attributes (see :data:`impax.data.store.SCHEMA`).
 
     Raises :class:`impax.geometry.mesh_io.MeshError` for unusable input (unreadable, empty, no faces,
-    non-finite vertices, degenerate, or enclosing no volume). ``timings``, if given, receives
-    seconds per stage.
+    non-finite vertices, degenerate, or enclosing no volume) and, with ``max_faces``, for a file
+    that announces (:func:`count_faces`, before loading) or holds more faces than that; the mesh is
+    refused, never simplified. ``timings``, if given, receives seconds per stage.
     """
     from impax.geometry import inside, sampling, voxels
     from impax.geometry.mesh_io import MeshError, load_mesh
@@ -125,8 +197,11 @@ def prepare_shape(mesh_path: str | Path, cfg: PrepareConfig = PrepareConfig(), s
 
     shape_id = shape_id if shape_id is not None else Path(mesh_path).stem
     t = _Timer(timings)
+    check_face_count(mesh_path, max_faces)
     with t("load"):
         mesh = load_mesh(mesh_path)
+    if max_faces and len(mesh.faces) > max_faces:
+        raise MeshError(mesh_path, _too_many(len(mesh.faces), max_faces))
     with t("normalize"):
         t_imnet, t_gaps = imnet_transform(mesh), gaps_transform(mesh)
         m_imnet, m_gaps = transform_mesh(mesh, t_imnet), transform_mesh(mesh, t_gaps)

@@ -12,10 +12,17 @@ Only files with a mesh suffix (:data:`impax.geometry.mesh_io.MESH_SUFFIXES`) are
 ShapeNet's textures and ``.mtl`` files are ignored. Bad meshes are *listed* here and rejected later
 by the prepare job, which reports them.
 
+Symbolic links are followed, to files and to folders alike (a dataset assembled from links to
+class folders elsewhere is found whole); a folder reached twice (a link loop, or two links to one
+place) is walked once. Names starting with ``.`` are skipped.
+
 Shape ids are ``<class>_<model>`` (or ``<model>`` without a class) with characters outside
-``[A-Za-z0-9._-]`` replaced by ``-``; when two files still map to the same id (``a.obj`` and
-``a.ply``) both get their suffix appended (``a_obj``, ``a_ply``), so ids are stable (they depend on
-the file's own path only) and unique.
+``[A-Za-z0-9._-]`` replaced by ``-``; when two files map to the same id with different suffixes
+(``a.obj`` and ``a.ply``) both get their suffix appended (``a_obj``, ``a_ply``); files that still
+share an id after that (``a b.ply`` and ``a-b.ply``) each get ``-`` and the first 8 hex digits of
+the sha256 of their relative path appended (``a-b-1f2e3d4c``). Ids are unique and stable: they
+depend on the file's own path and on which other files collide with it, never on the order of
+discovery.
 
 Splits are deterministic: by default a hash of the shape id puts it in train/val/test with
 fractions 0.8/0.1/0.1 (:data:`DEFAULT_SPLIT_FRACTIONS`; the hash ignores the order and number of
@@ -73,35 +80,62 @@ def _classify(parts: tuple[str, ...]) -> tuple[str, str]:
     return parts[0], "_".join([*parts[1:-1], stem])
 
 
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root`` (sorted), following links to folders, each real folder once;
+    names starting with ``.`` are skipped."""
+    import os
+
+    seen: set[tuple[int, int]] = set()
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # a loop, or a second link to the same folder
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
+    return sorted(files)
+
+
 def discover(root: str | Path) -> list[SourceShape]:
     """All mesh files under ``root``, sorted by shape id (split not assigned yet)."""
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():
         raise FileNotFoundError(f"source folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"source {root} is not a folder")
     found = []
-    for p in sorted(root.rglob("*")):
+    for p in _walk(root):
         if p.suffix.lower() not in MESH_SUFFIXES or not (p.is_file() or p.is_symlink()):
             continue
         rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
         cls, model = _classify(rel.parts)
         found.append((cls, model, p, rel.as_posix()))
-    base = {}
+    base: dict[str, list[str]] = {}
     for cls, model, _, rel in found:
         sid = _clean(f"{cls}_{model}" if cls else model)
         base.setdefault(sid, []).append(rel)
-    shapes = []
+    named = []
     for cls, model, p, rel in found:
         sid = _clean(f"{cls}_{model}" if cls else model)
-        if len(base[sid]) > 1:
+        if len(base[sid]) > 1 and len({Path(r).suffix.lower() for r in base[sid]}) > 1:
             sid = f"{sid}_{_clean(p.suffix.lower().lstrip('.'))}"
             model = f"{model}_{p.suffix.lower().lstrip('.')}"
+        named.append([sid, cls, model, p, rel])
+    counts: dict[str, int] = {}
+    for item in named:
+        counts[item[0]] = counts.get(item[0], 0) + 1
+    shapes = []
+    for sid, cls, model, p, rel in named:
+        if counts[sid] > 1:  # e.g. "a b.obj" and "a-b.obj": a hash of the path tells them apart
+            tag = hashlib.sha256(rel.encode()).hexdigest()[:8]
+            sid, model = f"{sid}-{tag}", f"{model}-{tag}"
         shapes.append(SourceShape(sid, cls, model, p.resolve(), rel))
-    ids = [s.shape_id for s in shapes]
-    if len(set(ids)) != len(ids):  # e.g. "a b.obj" and "a-b.obj"
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"{root}: several files map to the shape ids {dup}; rename them")
     return sorted(shapes, key=lambda s: s.shape_id)
 
 

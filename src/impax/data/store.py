@@ -3,8 +3,9 @@
 Layout of a store root::
 
     <root>/shapes/<shape_id>.h5     one record per shape (written atomically: *.tmp, then os.replace)
-    <root>/index.json               the list of shapes (id, class, split, array shapes, sha256) — built
-                                    by :meth:`ShapeStore.build_index` (the prepare job's merge step)
+    <root>/index.json               the list of shapes (id, class, split, array shapes, size in bytes,
+                                    sha256) — built by :meth:`ShapeStore.build_index` (the prepare
+                                    job's merge step)
 
 Datasets of a record (all optional; :data:`SCHEMA` documents each; frames: see :mod:`impax.conventions`):
 
@@ -24,6 +25,15 @@ Files are written deterministically — sorted dataset and attribute order, no t
 (``track_times=False``), fixed chunking (rows per chunk from the row size only) and fixed compression
 (gzip 4 + shuffle) — so the same data always gives the same bytes and checksums.
 Reads are lazy: :meth:`ShapeStore.read` reads one array or a slice/row subset of it, never the record.
+
+Integrity: a record is encoded in memory (HDF5's core driver) and written with
+:func:`impax.data.safety.atomic_write_bytes` (free space checked first, the owner's temp file, then
+``os.replace``), so a full disk or a file-size limit is one :class:`~impax.data.safety.WriteError`
+naming the path and never a half-written record; HDF5 itself never writes to the file system.
+:meth:`ShapeStore.verify` checks a record against the size and sha256 of ``index.json`` (or, for a
+record not in the index yet, opens it and reads every dataset); a record that fails is a
+:class:`RecordError` naming its file. :meth:`ShapeStore.build_index` leaves such records out (and
+reports them) instead of stopping.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +51,7 @@ import h5py
 import numpy as np
 
 from impax.conventions import Transform
+from impax.data.safety import atomic_write_bytes, atomic_write_text, check_free_space, remove_stale_tmp, tmp_path
 
 INDEX_FORMAT = "impax-store/1"
 
@@ -76,29 +88,36 @@ def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
     return (rows, *shape[1:])
 
 
-def write_record(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
-    """Write one shape record atomically and deterministically (``path``.<pid>.tmp → ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+_IMAGE_COUNTER = iter(range(1 << 62))
+
+
+def encode_record(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> bytes:
+    """The bytes of one record file (deterministic: see the module doc), built in memory."""
+    name = f"impax-record-{os.getpid()}-{next(_IMAGE_COUNTER)}.h5"
+    f = h5py.File(name, "w", driver="core", backing_store=False)
     try:
-        with h5py.File(tmp, "w") as f:
-            for name in sorted(arrays):
-                a = np.asarray(arrays[name])
-                if a.dtype == bool:
-                    a = a.astype(np.uint8)
-                if a.ndim == 0:
-                    f.create_dataset(name, data=a, track_times=False)
-                else:
-                    f.create_dataset(name, data=a, chunks=_chunks(a.shape, a.dtype.itemsize),
-                                     track_times=False, **_COMPRESSION)
-            for key in sorted(attrs):
-                f.attrs[key] = _attr_value(attrs[key])
-        os.replace(tmp, path)
+        for key in sorted(arrays):
+            a = np.asarray(arrays[key])
+            if a.dtype == bool:
+                a = a.astype(np.uint8)
+            if a.ndim == 0:
+                f.create_dataset(key, data=a, track_times=False)
+            else:
+                f.create_dataset(key, data=a, chunks=_chunks(a.shape, a.dtype.itemsize),
+                                 track_times=False, **_COMPRESSION)
+        for key in sorted(attrs):
+            f.attrs[key] = _attr_value(attrs[key])
+        f.flush()
+        return bytes(f.id.get_file_image())
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        f.close()
+
+
+def write_record(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
+    """Write one shape record atomically and deterministically (the owner's temp file, then
+    ``os.replace``); a failed write raises :class:`~impax.data.safety.WriteError` and leaves
+    ``path`` as it was."""
+    return atomic_write_bytes(path, encode_record(arrays, attrs))
 
 
 def _attr_value(v: Any) -> Any:
@@ -132,6 +151,40 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class RecordError(ValueError):
+    """A record file that is missing, truncated or corrupt; ``str()`` is one line naming it."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path, self.reason = str(path), " ".join(str(reason).split())
+        super().__init__(f"{self.path}: {self.reason}")
+
+
+def check_record(path: str | Path, sha256: str | None = None, size: int | None = None,
+                 read_all: bool = False) -> str:
+    """Check one record file; returns its sha256. ``size``/``sha256``: what the index says;
+    ``read_all``: open it and read every dataset (for a record the index does not know yet).
+    Raises :class:`RecordError`."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise RecordError(path, "record missing") from None
+    if size is not None and st.st_size != int(size):
+        raise RecordError(path, f"corrupt record: {st.st_size} bytes, the index says {int(size)} (truncated?)")
+    digest = file_sha256(path)
+    if sha256 is not None and digest != sha256:
+        raise RecordError(path, "corrupt record: its sha256 differs from the index")
+    if read_all:
+        try:
+            with h5py.File(path, "r") as f:
+                for key in f.keys():
+                    f[key][()]
+                dict(f.attrs)
+        except Exception as e:  # h5py raises OSError/KeyError/RuntimeError for broken files
+            raise RecordError(path, f"corrupt record ({' '.join(str(e).split())[:160]})") from None
+    return digest
+
+
 class ShapeStore:
     """A folder of per-shape HDF5 records (see the module docstring for the layout)."""
 
@@ -151,51 +204,94 @@ class ShapeStore:
         """Write (or replace) one record atomically; ``attrs`` gets ``shape_id`` added."""
         return write_record(self.path(shape_id), arrays, {**attrs, "shape_id": shape_id})
 
-    def remove_stale_tmp(self) -> int:
-        """Delete ``*.tmp`` leftovers of interrupted writes; returns how many."""
-        n = 0
-        if self.shapes_dir.is_dir():
-            for p in self.shapes_dir.glob("*.tmp"):
-                p.unlink(missing_ok=True)
-                n += 1
-        return n
+    def remove_stale_tmp(self, exclusive: bool = False) -> int:
+        """Delete ``*.tmp`` leftovers of interrupted writes whose owner is gone (all of them with
+        ``exclusive``: the caller holds the store's exclusive lock); returns how many."""
+        n = remove_stale_tmp(self.shapes_dir, exclusive)
+        return n + remove_stale_tmp(self.root, exclusive)
+
+    def verify(self, shape_id: str, read_all: bool | None = None) -> str:
+        """Check record ``shape_id`` against ``index.json`` (size and sha256) — or, when the index
+        does not list it (or ``read_all``), by reading every dataset. Returns its sha256; raises
+        :class:`RecordError` naming the file."""
+        entry = self._entry_of(shape_id)
+        full = entry is None if read_all is None else read_all
+        return check_record(self.path(shape_id), entry.get("sha256") if entry else None,
+                            entry.get("bytes") if entry else None, read_all=full)
+
+    def _entry_of(self, shape_id: str) -> dict[str, Any] | None:
+        try:
+            entries = self.index(build=False)["shapes"]
+        except (ValueError, OSError):
+            return None
+        for e in entries:
+            if e.get("id") == shape_id:
+                return e
+        return None
 
     # ------------------------------------------------------------------ index
-    def build_index(self) -> dict[str, Any]:
-        """Scan the records, write ``index.json`` (sorted by id, deterministic) and return it."""
+    def build_index(self, known: Mapping[str, str] | None = None,
+                    problems: list[dict[str, str]] | None = None,
+                    exclude: Collection[str] = ()) -> dict[str, Any]:
+        """Scan the records, write ``index.json`` (sorted by id, deterministic) and return it.
+
+        ``known``: ``{id: sha256}`` of records already checked (not hashed again). A record that
+        cannot be read is left out of the index with a warning on stderr, and appended to
+        ``problems`` as ``{"id", "path", "reason"}``; ``exclude``: ids left out without a word
+        (records found bad by the caller)."""
         entries = []
         for p in sorted(self.shapes_dir.glob("*.h5")) if self.shapes_dir.is_dir() else []:
-            with h5py.File(p, "r") as f:
-                attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
-                arrays = {k: list(f[k].shape) for k in sorted(f.keys())}
+            if p.stem in exclude:
+                continue
+            try:
+                with h5py.File(p, "r") as f:
+                    attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
+                    arrays = {k: list(f[k].shape) for k in sorted(f.keys())}
+                digest = (known or {}).get(p.stem) or file_sha256(p)
+                size = p.stat().st_size
+            except Exception as e:  # a truncated or corrupt file: h5py raises OSError and others
+                err = RecordError(p, f"corrupt record, left out of the index ({' '.join(str(e).split())[:160]})")
+                print(f"warning: {err}", file=sys.stderr)
+                if problems is not None:
+                    problems.append({"id": p.stem, "path": str(p.relative_to(self.root)), "reason": err.reason})
+                continue
             entries.append({
                 "id": p.stem,
                 "class": attrs.get("class", ""),
                 "split": attrs.get("split", ""),
                 "source": attrs.get("source", ""),
                 "arrays": arrays,
-                "sha256": file_sha256(p),
+                "bytes": int(size),
+                "sha256": digest,
             })
         splits: dict[str, int] = {}
         for e in entries:
             splits[e["split"]] = splits.get(e["split"], 0) + 1
         index = {"format": INDEX_FORMAT, "count": len(entries), "splits": dict(sorted(splits.items())),
                  "shapes": entries}
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / "index.json.tmp"
-        tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.root / "index.json")
+        atomic_write_text(self.root / "index.json", json.dumps(index, indent=1, sort_keys=True) + "\n")
         self._index = index
         return index
 
-    def index(self) -> dict[str, Any]:
-        """The parsed ``index.json`` (built on the fly, without writing, when it does not exist)."""
+    def index(self, build: bool = True) -> dict[str, Any]:
+        """The parsed ``index.json`` (built on the fly, without writing, when it does not exist;
+        ``build=False``: ``FileNotFoundError`` then). A truncated or corrupt file is a ``ValueError``
+        naming it."""
         if self._index is None:
             p = self.root / "index.json"
             if p.is_file():
-                self._index = json.loads(p.read_text())
-            else:
+                try:
+                    index = json.loads(p.read_text())
+                    if not isinstance(index, dict) or not isinstance(index.get("shapes"), list):
+                        raise ValueError("no list of shapes")
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise ValueError(f"{p}: corrupt index ({' '.join(str(e).split())[:120]}); rebuild it with "
+                                     f"`impax prepare --merge {self.root}`") from None
+                self._index = index
+            elif build:
                 return self.build_index()
+            else:
+                raise FileNotFoundError(f"{p} does not exist")
         return self._index
 
     def entries(self, split: str | None = None) -> list[dict[str, Any]]:
@@ -288,16 +384,31 @@ def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path
         pixels = has_views
     elif pixels and not has_views:
         raise ValueError(f"not every shape has views of shape {IMNET_PIXEL_SHAPE} (the official 'pixels')")
-    with ImnetHdf5Writer(out_path, levels, counts, pixels=pixels) as w:
-        for sid in ids:
-            with store.open(sid) as f:
-                a = {k: _decode_attr(v) for k, v in f.attrs.items()}
-                name = f"{a['class']}/{a.get('model_id', sid)}" if a.get("class") else str(a.get("model_id", sid))
-                w.append(name, f["voxels"][()],
-                         {lv: f[f"points_{lv}"][()] for lv in levels},
-                         {lv: f[f"values_{lv}"][()] for lv in levels},
-                         f["views"][()] if pixels else None)
-    return Path(out_path)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # uncompressed rows: voxels, points (3 B) and values (1 B) per level, views
+    per_shape = 64 ** 3 + sum(4 * int(counts[lv]) for lv in levels) + (int(np.prod(IMNET_PIXEL_SHAPE)) if pixels else 0)
+    check_free_space(out_path.parent, len(ids) * per_shape + (1 << 20), out_path)
+    tmp = tmp_path(out_path)
+    try:
+        with ImnetHdf5Writer(tmp, levels, counts, pixels=pixels) as w:
+            for sid in ids:
+                with store.open(sid) as f:
+                    a = {k: _decode_attr(v) for k, v in f.attrs.items()}
+                    name = f"{a['class']}/{a.get('model_id', sid)}" if a.get("class") else str(a.get("model_id", sid))
+                    w.append(name, f["voxels"][()],
+                             {lv: f[f"points_{lv}"][()] for lv in levels},
+                             {lv: f[f"values_{lv}"][()] for lv in levels},
+                             f["views"][()] if pixels else None)
+        os.replace(tmp, out_path)
+        txt = tmp.with_suffix(".txt")
+        if txt.is_file():
+            os.replace(txt, out_path.with_suffix(".txt"))
+    finally:
+        for p in (tmp, tmp.with_suffix(".txt")):
+            if p.exists():
+                p.unlink()
+    return out_path
 
 
 def data_kind(path: str | Path, strict: bool = False) -> str | None:
