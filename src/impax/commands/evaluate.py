@@ -2,7 +2,8 @@
 
 Writes ``per_shape.csv``, ``summary.md`` and ``summary.json`` to ``--out`` and prints the Markdown
 table. Exit status: 0 when every shape was scored normally, 3 when some were empty, missing or
-unreadable (they still get defined scores), 1 when nothing could be evaluated.
+unreadable (they still get defined scores), 1 when nothing could be evaluated or an argument is
+invalid. Predictions that match no ground-truth mesh are named in a warning and not scored.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("pred", help="predicted mesh file, or a folder of them")
     p.add_argument("gt", help="ground-truth mesh file, or a folder of them (class = first sub-folder)")
     p.add_argument("--out", default=None, help="output folder (default: PRED's folder / 'eval')")
-    p.add_argument("--samples", type=int, default=100_000, help="surface samples per mesh (default 100000)")
+    p.add_argument("--samples", type=int, default=100_000, help="surface samples per mesh, >= 1 (default 100000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--tau", type=float, default=0.01, help="F-score threshold, LDIF's 0.01 (default)")
     p.add_argument("--iou-samples", type=int, default=100_000, help="uniform samples for IoU (default 100000)")
@@ -35,20 +36,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from impax.evaluation import tables
     from impax.evaluation.metrics import METRICS, MetricsConfig
-    from impax.evaluation.runner import evaluate_pairs, pair_files
+    from impax.evaluation.runner import evaluate_pairs, pair_files, unmatched_predictions
+
+    from impax.commands._checks import at_least, out_folder
 
     pred, gt = Path(args.pred), Path(args.gt)
-    out = Path(args.out) if args.out else (pred if pred.is_dir() else pred.parent) / "eval"
+    out = out_folder(Path(args.out) if args.out else (pred if pred.is_dir() else pred.parent) / "eval")
+    at_least(args.samples, 1, "--samples")
+    at_least(args.gen_points, 1, "--gen-points")
+    if not args.no_iou:
+        at_least(args.iou_samples, 1, "--iou-samples")
+        at_least(args.voxel_res, 2, "--voxel-res")
+    if not args.tau > 0:
+        raise ValueError(f"--tau must be > 0, got {args.tau:g}")
     if args.generation:
         return _run_generation(pred, gt, out, args)
-    try:
-        pairs = pair_files(pred, gt)
-    except ValueError as e:
-        print(f"impax evaluate: {e}", file=sys.stderr)
-        return 1
+    pairs = pair_files(pred, gt)
     if not pairs:
         print(f"impax evaluate: no ground-truth meshes under {gt}", file=sys.stderr)
         return 1
+    extra = unmatched_predictions(pred, pairs)
+    if extra:
+        shown = ", ".join(str(p) for p in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        print(f"warning: {len(extra)} prediction(s) have no ground truth under {gt} and are not scored: {shown}",
+              file=sys.stderr)
     cfg = MetricsConfig(n_samples=args.samples, seed=args.seed, tau=args.tau, iou_samples=args.iou_samples,
                         voxel_resolution=args.voxel_res, compute_iou=not args.no_iou,
                         compute_voxel_iou=not args.no_iou)

@@ -23,6 +23,7 @@ substitutes a radius-0.5 sphere; impax reports the failure instead of writing a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("shape", help="SIF v1 text file (e.g. test-ldif.txt)")
     p.add_argument("--decoder", default=None, help="local decoder weights (extracted.occnet), needed for an LDIF")
-    p.add_argument("--resolution", type=int, default=128, help="grid cells per axis (default 128, as predict.py)")
-    p.add_argument("--out", default=None, help="output mesh (.ply/.obj/.off/.stl; default SHAPE with .ply)")
+    p.add_argument("--resolution", type=int, default=128,
+                   help="grid cells per axis, 2-512 (default 128, as predict.py)")
+    p.add_argument("--out", default=None, help="output mesh (.ply/.obj/.off/.stl/.glb; default SHAPE with .ply)")
     p.add_argument("--method", choices=("auto", "dense", "multires"), default="auto",
                    help="dense kernel grid, multi-resolution extractor, or auto (default)")
     p.add_argument("--no-skip", action="store_true",
@@ -88,11 +90,17 @@ def run(args: argparse.Namespace) -> int:
 
     weights = None
 
+    from impax.commands._checks import resolution
+    from impax.geometry.mesh_io import SAVE_SUFFIXES
+
     shape = Path(args.shape)
     out = Path(args.out) if args.out else shape.with_suffix(".ply")
-    if args.resolution < 2:
-        print("impax mesh: --resolution must be at least 2", file=sys.stderr)
-        return 1
+    resolution(args.resolution, low=2)
+    if out.is_dir() or (args.out and str(args.out).endswith(("/", os.sep))):
+        raise ValueError(f"--out {out} is a folder; give a mesh file name ({', '.join(SAVE_SUFFIXES)})")
+    if out.suffix.lower() not in SAVE_SUFFIXES:
+        raise ValueError(f"--out {out}: cannot write {out.suffix or 'a file without suffix'!r}; "
+                         f"use one of {', '.join(SAVE_SUFFIXES)}")
     try:
         sif = read_sif(shape)
         decoder = None

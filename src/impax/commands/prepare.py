@@ -6,7 +6,15 @@ becomes ``OUT/shapes/<id>.h5``; bad files are skipped and listed in ``OUT/report
 part (run all n, then ``impax prepare --merge OUT``). ``--export-imnet SPLIT`` additionally writes
 the official IM-NET HDF5 layout (``OUT/imnet/all_vox256_img_SPLIT.hdf5`` + ``.txt``).
 
-Exit status: 0 complete, 3 partial success (some inputs failed), 1 nothing usable.
+Each file is prepared in a worker process under per-file limits: ``--max-memory`` (address space
+beyond an idle worker's, via RLIMIT_AS; default 3/4 of the memory divided by the workers),
+``--time-limit`` (default 1800 s) and ``--max-faces`` (default 2,000,000, read from the header
+before loading; a larger mesh is refused with the reason, never simplified). A worker that crashes
+or is killed fails only its file. One process writes to OUT at a time (shards of one job share it);
+a second one is refused. See docs/errors.md.
+
+Exit status: 0 complete, 3 partial success (some inputs failed, now or in an earlier run; they are
+listed in report.json), 1 failure (nothing usable, or an error stopped the run: one line on stderr).
 """
 
 from __future__ import annotations
@@ -23,7 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prepare", help="prepare a folder of meshes into training data",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="SRC OUT", help="source folder and output folder (only OUT with --merge)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPU cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: all CPU cores; 0: in this process, without limits)")
+    p.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                   help="address space a worker may add while preparing one file (default: 3/4 of the "
+                        "memory divided by the workers, at least 1; 0: no limit)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="wall time per file before its worker is stopped and the file fails (default 1800; 0: none)")
+    p.add_argument("--max-faces", type=int, default=None, metavar="N",
+                   help="refuse meshes with more faces (read from the file header; default 2000000; 0: no cap)")
     p.add_argument("--shard", default=None, metavar="i/n", help="prepare only shard i of n (0-based)")
     p.add_argument("--merge", action="store_true", help="finalise OUT (index.json, report.json) after sharded runs")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
@@ -50,32 +66,57 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise SystemExit(f"impax prepare: --shard must look like i/n, got {text!r}") from None
+        raise ValueError(f"--shard must look like i/n, got {text!r}") from None
     if not (n >= 1 and 0 <= i < n):
-        raise SystemExit(f"impax prepare: --shard {text}: need 0 <= i < n")
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
     return i, n
+
+
+def _parse_fractions(text: str) -> tuple[float, float, float]:
+    from impax.data.prepare import check_fractions
+
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--split-fractions must be 3 numbers TRAIN,VAL,TEST, got {text!r}") from None
+    try:
+        return check_fractions(values)
+    except ValueError:
+        raise ValueError(f"--split-fractions must be 3 non-negative numbers TRAIN,VAL,TEST with a positive "
+                         f"sum, got {text!r}") from None
+
+
+def _limits(args: argparse.Namespace):
+    from impax.data.prepare import DEFAULT_MAX_FACES, DEFAULT_TIME_LIMIT, Limits
+
+    for flag, value in (("--max-memory", args.max_memory), ("--time-limit", args.time_limit),
+                        ("--max-faces", args.max_faces)):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value:g}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    return Limits(max_memory=None if args.max_memory is None else int(args.max_memory * 2 ** 30),
+                  time_limit=DEFAULT_TIME_LIMIT if args.time_limit is None else args.time_limit,
+                  max_faces=DEFAULT_MAX_FACES if args.max_faces is None else args.max_faces)
 
 
 def run(args: argparse.Namespace) -> int:
     from impax.data.pipeline import PrepareConfig
-    from impax.data.prepare import EXIT_FAILURE, merge, prepare
+    from impax.data.prepare import merge, prepare
 
     if args.merge:
         if len(args.paths) != 1:
-            print("impax prepare --merge takes only OUT", file=sys.stderr)
-            return 2
+            raise ValueError("--merge takes only OUT")
         res = merge(args.paths[0])
         _report(res)
         return _export(args, Path(args.paths[0]), res.status)
     if len(args.paths) != 2:
-        print("impax prepare: expected SRC OUT", file=sys.stderr)
-        return 2
+        raise ValueError("expected SRC OUT")
     src, out = (Path(p) for p in args.paths)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(STAGES)
     if unknown:
-        print(f"impax prepare: unknown stages in --skip: {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
+        raise ValueError(f"unknown stages in --skip: {', '.join(sorted(unknown))} (known: {', '.join(STAGES)})")
     cfg = PrepareConfig.quick() if args.quick else PrepareConfig()
     cfg = dataclasses.replace(cfg, voxels_256=args.voxels_256,
                               depth_dtype="float16" if args.depth_float16 else cfg.depth_dtype,
@@ -83,17 +124,13 @@ def run(args: argparse.Namespace) -> int:
     lists = {}
     for item in args.split_list:
         name, _, path = item.partition("=")
-        if not path:
-            print(f"impax prepare: --split-list needs SPLIT=FILE, got {item!r}", file=sys.stderr)
-            return 2
+        if not path or not name:
+            raise ValueError(f"--split-list needs SPLIT=FILE, got {item!r}")
         lists[name] = path
-    fractions = tuple(float(x) for x in args.split_fractions.split(","))
-    try:
-        res = prepare(src, out, cfg, workers=args.workers, shard=_parse_shard(args.shard), seed=args.seed,
-                      split_fractions=fractions, split_lists=lists or None, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"impax prepare: {e}", file=sys.stderr)
-        return EXIT_FAILURE
+    fractions = _parse_fractions(args.split_fractions)
+    res = prepare(src, out, cfg, workers=args.workers, shard=_parse_shard(args.shard), seed=args.seed,
+                  split_fractions=fractions, split_lists=lists or None, progress=not args.quiet,
+                  limits=_limits(args))
     _report(res)
     return _export(args, out, res.status) if args.shard is None else res.status
 
@@ -110,11 +147,14 @@ def _export(args: argparse.Namespace, out: Path, status: int) -> int:
 
     if status == EXIT_FAILURE:
         return status
-    for split in args.export_imnet:
-        try:
-            path = export_imnet_hdf5(ShapeStore(out), split, out / "imnet" / f"all_vox256_img_{split}.hdf5")
-        except ValueError as e:
-            print(f"impax prepare: IM-NET export of {split!r} failed: {e}", file=sys.stderr)
-            return EXIT_FAILURE
-        print(f"IM-NET HDF5 ({split}): {path}")
+    from impax.data.safety import FolderLock
+
+    with FolderLock(out, what="impax prepare"):
+        for split in args.export_imnet:
+            try:
+                path = export_imnet_hdf5(ShapeStore(out), split, out / "imnet" / f"all_vox256_img_{split}.hdf5")
+            except ValueError as e:
+                print(f"impax prepare: IM-NET export of {split!r} failed: {e}", file=sys.stderr)
+                return EXIT_FAILURE
+            print(f"IM-NET HDF5 ({split}): {path}")
     return status

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, dest="kind", choices=["voxels", "mesh", "image", "depth", "points"])
     p.add_argument("inputs", nargs="+", help="input files (or a prepared data folder)")
     p.add_argument("--out", required=True, help="output folder for meshes")
-    p.add_argument("--resolution", type=int, default=128, help="extraction resolution (64-512)")
+    p.add_argument("--resolution", type=int, default=128, help="extraction resolution (16-512, default 128)")
     p.add_argument("--format", default="ply", choices=["ply", "obj", "glb"])
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="test-time optimisation: after encoding, take STEPS Adam steps on each shape's own "
@@ -27,9 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from impax.inference.families import family_module
+    from impax.commands._checks import at_least, out_folder, resolution, run_module
 
-    rows = family_module(args.run).reconstruct(args.run, args.kind, args.inputs, args.out,
+    resolution(args.resolution)
+    at_least(args.refine, 0, "--refine")
+    out_folder(args.out)
+    rows = run_module(args.run, "reconstruct").reconstruct(args.run, args.kind, args.inputs, args.out,
                                                resolution=args.resolution, mesh_format=args.format,
                                                refine=args.refine)
     print(json.dumps(rows, indent=2, default=str))

@@ -12,14 +12,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=8)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--resolution", type=int, default=128, help="extraction resolution (16-512, default 128)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from impax.inference.families import family_module
+    from impax.commands._checks import at_least, out_folder, resolution, run_module
 
-    rows = family_module(args.run).sample(args.run, args.count, args.out, seed=args.seed,
+    resolution(args.resolution)
+    at_least(args.count, 1, "--count")
+    out_folder(args.out)
+    rows = run_module(args.run, "sample").sample(args.run, args.count, args.out, seed=args.seed,
                                           resolution=args.resolution)
     print(json.dumps(rows, indent=2, default=str))
     return 0

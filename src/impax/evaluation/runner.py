@@ -4,7 +4,9 @@ File matching: ``PRED`` and ``GT`` are two files, or two folders. In folders, gr
 found recursively; a prediction matches when it has the same relative path without suffix
 (``chair/abc.ply`` <-> ``chair/abc.obj``), or else the same file stem anywhere under ``PRED``. The
 class of a shape is the first folder of its relative path under ``GT`` (``"all"`` when flat).
-A missing prediction is scored as an empty one (``status = "missing"``).
+A missing prediction is scored as an empty one (``status = "missing"``); a prediction that matches
+no ground-truth mesh is not scored (:func:`unmatched_predictions` lists them, and ``impax evaluate``
+warns).
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ def pair_files(pred: str | Path, gt: str | Path) -> list[Pair]:
             p = by_stem[g.stem][0]
         pairs.append(Pair(str(rel), cls, p, g))
     return pairs
+
+
+def unmatched_predictions(pred: str | Path, pairs: Iterable[Pair]) -> list[Path]:
+    """Mesh files under the folder ``pred`` that no pair uses (predictions without ground truth)."""
+    pred = Path(pred)
+    if not pred.is_dir():
+        return []
+    used = {p.pred.resolve() for p in pairs if p.pred is not None}
+    return [p for p in _mesh_files(pred) if p.resolve() not in used]
 
 
 def evaluate_pair(pair: Pair, cfg: MetricsConfig = MetricsConfig()) -> dict[str, Any]:

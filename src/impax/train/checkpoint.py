@@ -11,12 +11,22 @@ Array items are flat ``{"dotted.path": array}`` dicts (e.g. ``"decoder.linear_1.
 they are readable without the model class and robust to int/str key mixes. Orbax writes into a
 temporary folder and renames it when complete, so a run killed while saving leaves the previous
 checkpoints intact; ``keep`` limits how many are kept.
+
+Damaged checkpoints (a truncated or deleted file of a finished checkpoint): resuming
+(:meth:`CheckpointStore.restore_newest`, used by :func:`impax.train.fit`) tries the checkpoints
+newest first; one that fails to restore is named in a warning on stderr and, once an older one
+restores, moved to ``RUN/checkpoints.bad/<step>`` (kept for inspection; only then, so a model
+that no longer fits its checkpoints never sees them moved), and training resumes from the older
+one. :func:`load_model` (inference) falls back the same way without moving anything. When no
+checkpoint restores, :class:`CheckpointError` lists them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +36,21 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 CHECKPOINT_DIR = "checkpoints"
+#: Where checkpoints that failed to restore are moved (beside ``CHECKPOINT_DIR``).
+BAD_CHECKPOINT_DIR = "checkpoints.bad"
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a run can be restored (or the one asked for cannot); one line."""
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 # orbax is chatty at INFO level about every save.
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -92,11 +117,80 @@ def to_host(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
 class CheckpointStore:
     """A thin wrapper around ``orbax.checkpoint.CheckpointManager`` for one run folder."""
 
-    def __init__(self, run_dir: str | Path, keep: int | None = 2, async_save: bool = True):
-        self.directory = Path(run_dir).absolute() / CHECKPOINT_DIR
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+    def __init__(self, run_dir: str | Path, keep: int | None = 2, async_save: bool = True,
+                 read_only: bool = False):
+        self.run_dir = Path(run_dir).absolute()
+        self.directory = self.run_dir / CHECKPOINT_DIR
+        absl = logging.getLogger("absl")
+        level = absl.level
+        if read_only:  # orbax warns that a read-only manager does not save
+            absl.setLevel(logging.ERROR)
+        try:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=not read_only, enable_async_checkpointing=async_save,
+                read_only=read_only)
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        finally:
+            absl.setLevel(level)
+
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(int(step))
+
+    def quarantine(self, step: int) -> Path:
+        """Move checkpoint ``step`` to ``RUN/checkpoints.bad/<step>`` (``-2``, ``-3``... when
+        taken) and forget it; returns where it went."""
+        src = self.step_dir(step)
+        dst_dir = self.run_dir / BAD_CHECKPOINT_DIR
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        dst, k = dst_dir / str(int(step)), 1
+        while dst.exists():
+            k += 1
+            dst = dst_dir / f"{int(step)}-{k}"
+        os.replace(src, dst)
+        self.reload()
+        return dst
+
+    def reload(self) -> None:
+        """Re-read the list of checkpoints from disk."""
+        self._manager.reload()
+
+    def restore_newest(self, model: Mapping[str, Any], optimizer: Mapping[str, Any],
+                       check_meta: Callable[[dict[str, Any]], None] | None = None, move_bad: bool = True,
+                       ) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any],
+                                  list[tuple[int, str]]] | None:
+        """Restore the newest checkpoint that restores: ``(step, model, optimizer, meta, bad)`` with
+        ``bad`` the ``(step, reason)`` of newer ones that failed (named in a warning, and moved to
+        ``checkpoints.bad`` when ``move_bad``); ``None`` without checkpoints. ``check_meta(meta)``
+        may raise to refuse a checkpoint for a reason that is no damage (another config): that
+        error propagates. Raises :class:`CheckpointError` when none restores."""
+        steps = sorted(self.all_steps(), reverse=True)
+        if not steps:
+            return None
+        bad: list[tuple[int, str]] = []
+        for step in steps:
+            try:
+                meta = self.restore_meta(step)
+            except Exception as e:  # orbax/tensorstore raise many types for a damaged checkpoint
+                bad.append((step, _reason(e)))
+                continue
+            if check_meta is not None:
+                check_meta(meta)
+            try:
+                m, o, meta = self.restore(step, model, optimizer)
+            except Exception as e:
+                bad.append((step, _reason(e)))
+                continue
+            for b, why in bad:
+                where = ""
+                if move_bad:
+                    try:
+                        where = f"; moved to {self.quarantine(b)}"
+                    except OSError as e:
+                        where = f"; could not move it aside ({e})"
+                _warn(f"checkpoint {self.step_dir(b)} cannot be restored ({why}){where}; "
+                      f"resuming from step {step}")
+            return step, m, o, meta, bad
+        raise CheckpointError(_none_restores(self.directory, bad))
 
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -149,28 +243,46 @@ def _abstract(flat: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: v if isinstance(v, np.ndarray) else host_copy(v) for k, v in flat.items()}
 
 
+def _none_restores(directory: Path, bad: list[tuple[int, str]]) -> str:
+    detail = "; ".join(f"{s}: {why}" for s, why in bad[:3])
+    return f"no checkpoint under {directory} can be restored ({detail})"
+
+
 def load_model(run_dir: str | Path, model: nnx.Module, step: int | None = None) -> dict[str, Any]:
     """Load the model state of a training run into ``model`` (in place); returns the meta JSON.
 
-    ``step``: a saved global step (default the latest). Only the ``model`` item is read, so the
-    optimiser class need not be known (inference, evaluation, SVR's frozen decoder).
+    ``step``: a saved global step (default: the newest checkpoint that restores — a damaged newer
+    one is named in a warning and skipped, not moved). Only the ``model`` item is read, so the
+    optimiser class need not be known (inference, evaluation, SVR's frozen decoder). Nothing is
+    written to the run folder.
     """
-    store = CheckpointStore(run_dir, keep=None, async_save=False)
+    store = CheckpointStore(run_dir, keep=None, async_save=False, read_only=True)
     try:
-        if step is None:
-            step = store.latest_step()
-            if step is None:
-                raise FileNotFoundError(f"no checkpoint under {store.directory}")
+        steps = [int(step)] if step is not None else sorted(store.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint under {store.directory}")
         state = nnx.state(model)
         target = named_leaves(state)
-        restored = store.restore_model(step, target)
-        missing = set(target) - set(restored)
-        if missing:
-            raise ValueError(f"checkpoint {step} lacks {sorted(missing)[:5]}")
-        leaves, treedef = jax.tree.flatten(state)
-        new = [jax.numpy.asarray(from_host(restored[name], leaf))
-               for name, leaf in zip(target, leaves)]
-        nnx.update(model, jax.tree.unflatten(treedef, new))
-        return store.restore_meta(step)
+        bad: list[tuple[int, str]] = []
+        for s in steps:
+            try:
+                restored = store.restore_model(s, target)
+                meta = store.restore_meta(s)
+            except Exception as e:  # a damaged checkpoint: orbax/tensorstore raise many types
+                bad.append((s, _reason(e)))
+                continue
+            missing = set(target) - set(restored)
+            if missing:
+                raise ValueError(f"checkpoint {s} lacks {sorted(missing)[:5]}")
+            for b, why in bad:
+                _warn(f"checkpoint {store.step_dir(b)} cannot be restored ({why}); using step {s}")
+            leaves, treedef = jax.tree.flatten(state)
+            new = [jax.numpy.asarray(from_host(restored[name], leaf))
+                   for name, leaf in zip(target, leaves)]
+            nnx.update(model, jax.tree.unflatten(treedef, new))
+            return meta
+        if step is not None:
+            raise CheckpointError(f"checkpoint {store.step_dir(step)} cannot be restored ({bad[0][1]})")
+        raise CheckpointError(_none_restores(store.directory, bad))
     finally:
         store.close()

@@ -12,8 +12,9 @@ the global step count after the interval. TensorBoard gets the same numbers unde
 several optimisers), ``perf/samples_per_sec`` and ``perf/steps_per_sec``.
 
 On resume from a checkpoint at step S, lines with ``step > S`` (written by the interrupted run
-after its last checkpoint) are dropped from ``metrics.jsonl`` and TensorBoard is told to purge
-events from step S+1 on, so both logs read as one uninterrupted run.
+after its last checkpoint) are dropped from ``metrics.jsonl`` (the file is rewritten atomically)
+and TensorBoard is told to purge events from step S+1 on, so both logs read as one uninterrupted
+run. Only one process writes a run's logs: :func:`impax.train.fit` holds the run folder's lock.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from impax.data.safety import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -67,7 +70,8 @@ class RunLog:
                 continue
             if int(rec.get("step", 0)) <= resume_step:
                 keep.append(line)
-        self.path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+        # atomically: a run killed here must not lose the lines before the checkpoint
+        atomic_write_text(self.path, "".join(k + "\n" for k in keep))
 
     def write(self, step: int, stage: str, epoch: int, scalars: Mapping[str, float],
               perf: Mapping[str, float]) -> dict[str, Any]:

@@ -34,11 +34,21 @@ arrays from process 0 only) and only process 0 writes ``metrics.jsonl``, TensorB
 between processes — a checkpoint due by wall time, a stop requested by a signal — are taken at log
 steps (every ``log_every_steps``) by all processes together. The returned module holds ordinary
 arrays on this process's first device, so code after :func:`fit` runs as in a single process.
+
+One writer: :func:`fit` holds the run folder's lock (:func:`run_lock`, an ``fcntl`` lock on
+``RUN/.impax.lock``; process ``i > 0`` of a multi-process run locks ``RUN/.impax.lock.p<i>``), so a
+second training on the same folder stops at once with
+:class:`~impax.data.safety.FolderLocked` instead of interleaving checkpoints and logs. A damaged
+newest checkpoint is skipped with a warning naming it (see :mod:`impax.train.checkpoint`).
+A run stopped by SIGINT/SIGTERM saves a checkpoint and returns ``stopped == "signal"``;
+:attr:`FitResult.stop_signal` (and :func:`last_stop_signal`) say which signal, so that a command
+can exit with ``128 + signal`` (130, 143) as a killed process would.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import threading
 import time
@@ -52,7 +62,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from impax.configs import save_json, to_dict
+from impax.configs import to_dict
+from impax.data.safety import FolderLock, atomic_write_text
 from impax.train.checkpoint import CheckpointStore, from_host, host_copy, named_leaves, to_host
 from impax.train.config import RESUMABLE_FIELDS, Position, Stage, StepFn, TrainConfig
 from impax.train.distributed import agree_any
@@ -96,10 +107,26 @@ class FitResult:
     num_devices: int
     run_dir: Path
     num_processes: int = 1
+    stop_signal: int | None = None  # the signal that stopped a ``"signal"`` run
 
     @property
     def global_step(self) -> int:
         return self.position.global_step
+
+
+_LAST_STOP_SIGNAL: int | None = None
+
+
+def last_stop_signal() -> int | None:
+    """The signal number that stopped the last :func:`fit` of this process (``None`` if it was not
+    stopped by a signal)."""
+    return _LAST_STOP_SIGNAL
+
+
+def run_lock(run_dir: str | Path, process_index: int = 0) -> FolderLock:
+    """The lock of a run folder for process ``process_index`` (see the module doc)."""
+    name = ".impax.lock" if int(process_index) == 0 else f".impax.lock.p{int(process_index)}"
+    return FolderLock(run_dir, name, what="impax train")
 
 
 def adam(config: TrainConfig) -> optax.GradientTransformation:
@@ -167,14 +194,24 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         :class:`FitResult`. Raises :class:`TrainingDiverged` on a non-finite loss or metric; the
         module is then left as passed in and the newest checkpoint holds the last good state.
     """
+    global _LAST_STOP_SIGNAL
     stages = list(stages)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     dp = DataParallel(config.num_devices)
+    _LAST_STOP_SIGNAL = None
+    with run_lock(run_dir, dp.process_index):
+        result = _fit(model, stages, run_dir, config, dp, tx, wrt, extra_meta, on_step)
+    _LAST_STOP_SIGNAL = result.stop_signal
+    return result
 
+
+def _fit(model: nnx.Module, stages: list[Stage], run_dir: Path, config: TrainConfig, dp: DataParallel,
+         tx: Any, wrt: Any, extra_meta: Mapping[str, Any] | None,
+         on_step: Callable[[Position], None] | None) -> FitResult:
+    """:func:`fit` once the run folder is locked."""
     optimizer = make_optimizer(model, config, tx, wrt)
     multi = isinstance(optimizer, dict)
     for s in stages:
@@ -196,12 +233,18 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
                             async_save=config.async_checkpointing)
     base_key = np.asarray(jax.random.key_data(jax.random.key(config.seed)))
     pos = Position()
-    ckpt_step = store.latest_step()
-    if ckpt_step is not None:
-        host_model, host_opt, meta = store.restore(
-            ckpt_step, dict(zip(model_names, to_host_list(leaves[:n_model]))),
-            dict(zip(opt_names, to_host_list(leaves[n_model:]))))
-        _check_resume(meta, config, stages, run_dir)
+    found = store.restore_newest(
+        dict(zip(model_names, to_host_list(leaves[:n_model]))),
+        dict(zip(opt_names, to_host_list(leaves[n_model:]))),
+        check_meta=lambda meta: _check_resume(meta, config, stages, run_dir),
+        move_bad=dp.process_index == 0)
+    if found is not None and found[4] and dp.multi_process:  # every process sees the moved checkpoints
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("impax-checkpoint-quarantine")
+        store.reload()
+    if found is not None:
+        _, host_model, host_opt, meta, _ = found
         pos = Position.from_dict(meta["position"])
         base_key = np.asarray(meta["rng_key"], dtype=base_key.dtype)
         leaves = ([from_host(host_model[n], x) for n, x in zip(model_names, leaves[:n_model])]
@@ -210,7 +253,7 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
     key_data = dp.put_replicated(base_key)
     primary = dp.process_index == 0
     if primary:
-        save_json(config, run_dir / "train_config.json")
+        atomic_write_text(run_dir / "train_config.json", json.dumps(to_dict(config), indent=2, sort_keys=True) + "\n")
 
     stage_meta = [{"name": s.name, "epochs": s.epochs, "batches_per_epoch": len(s.loader)}
                   for s in stages]
@@ -337,7 +380,8 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         nnx.update(model, nnx.state(trained))
         return FitResult(model=model, position=pos, stopped=stopped, metrics=last_record,
                          checkpoint_step=store.latest_step(), num_devices=dp.num_devices,
-                         run_dir=run_dir, num_processes=dp.process_count)
+                         run_dir=run_dir, num_processes=dp.process_count,
+                         stop_signal=stop_flag.signum if stopped == "signal" else None)
     finally:
         stop_flag.uninstall()
         bar.close()
@@ -464,12 +508,15 @@ class _StopFlag:
     def __init__(self, enabled: bool):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.requested = False
+        self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        if self.signum is None:
+            self.signum = int(signum)
 
     def install(self) -> None:
         if self.enabled:
