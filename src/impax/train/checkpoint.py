@@ -52,6 +52,29 @@ def _reason(e: BaseException) -> str:
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
+
+def _quiet_closed_loop_errors() -> None:
+    """After a failed orbax restore, tensorstore still completes the other reads of that restore
+    and hands their results to orbax's asyncio loop, which is closed by then: each becomes an
+    unraisable ``RuntimeError: Event loop is closed`` printed as a traceback. Those are noise about
+    a checkpoint already reported as damaged; this ``sys.unraisablehook`` drops exactly them."""
+    prev = sys.unraisablehook
+    if getattr(prev, "_impax_quiet", False):
+        return
+
+    def hook(u: Any) -> None:
+        if isinstance(u.exc_value, RuntimeError) and str(u.exc_value) == "Event loop is closed":
+            tb, last = u.exc_traceback, ""
+            while tb is not None:
+                last, tb = tb.tb_frame.f_code.co_filename, tb.tb_next
+            if last.endswith(os.path.join("asyncio", "base_events.py")):
+                return
+        prev(u)
+
+    hook._impax_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 # orbax is chatty at INFO level about every save.
 logging.getLogger("absl").setLevel(logging.WARNING)
 
@@ -171,6 +194,7 @@ class CheckpointStore:
             try:
                 meta = self.restore_meta(step)
             except Exception as e:  # orbax/tensorstore raise many types for a damaged checkpoint
+                _quiet_closed_loop_errors()
                 bad.append((step, _reason(e)))
                 continue
             if check_meta is not None:
@@ -178,6 +202,7 @@ class CheckpointStore:
             try:
                 m, o, meta = self.restore(step, model, optimizer)
             except Exception as e:
+                _quiet_closed_loop_errors()
                 bad.append((step, _reason(e)))
                 continue
             for b, why in bad:
@@ -269,6 +294,7 @@ def load_model(run_dir: str | Path, model: nnx.Module, step: int | None = None) 
                 restored = store.restore_model(s, target)
                 meta = store.restore_meta(s)
             except Exception as e:  # a damaged checkpoint: orbax/tensorstore raise many types
+                _quiet_closed_loop_errors()
                 bad.append((s, _reason(e)))
                 continue
             missing = set(target) - set(restored)
