@@ -416,6 +416,9 @@ def worker_main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what an interrupt does
+    import faulthandler
+
+    faulthandler.enable()  # a native crash prints the Python stack of the worker
     setup = json.loads(sys.stdin.readline() or "{}")
     if not setup:
         return
@@ -491,23 +494,30 @@ class _Worker:
         self.dead = True
 
 
-def _crash_reason(w: _Worker) -> str:
+def _crash_reason(w: _Worker, memory: int | None) -> str:
     rc = w.proc.returncode
     pid = w.proc.pid
+    limited = (f" (likely out of memory: native code fails this way when it hits the per-file limit of "
+               f"{memory / 2 ** 30:.3g} GiB, --max-memory)") if memory else ""
     if rc is not None and rc < 0:
         try:
             name = signal.Signals(-rc).name
         except ValueError:
             name = f"signal {-rc}"
-        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -rc == signal.SIGKILL else ""
+        if -rc == signal.SIGKILL:
+            hint = " (out of memory? the kernel's OOM killer sends SIGKILL)"
+        else:
+            hint = limited if -rc in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS) else ""
         return f"worker crashed while preparing this file: pid {pid} killed by {name}{hint}"
-    return f"worker crashed while preparing this file: pid {pid} exited with status {rc}"
+    return f"worker crashed while preparing this file: pid {pid} exited with status {rc}{limited}"
 
 
 def _run_workers(todo: list[SourceShape], n: int, setup: dict[str, Any], limits: Limits,
                  done: Any) -> None:
     """Prepare ``todo`` on ``n`` worker processes; ``done(shape, result dict)`` per file."""
-    env = {**os.environ, "IMPAX_PREPARE_PARENT": str(os.getpid())}
+    # MALLOC_ARENA_MAX: glibc reserves 64 MB of address space per thread arena, which RLIMIT_AS
+    # would count as if it were used; two arenas keep the limit about memory actually used.
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "IMPAX_PREPARE_PARENT": str(os.getpid())}
     setup_line = json.dumps(setup)
     pending = deque(todo)
     workers: list[_Worker] = []
@@ -548,7 +558,7 @@ def _run_workers(todo: list[SourceShape], n: int, setup: dict[str, Any], limits:
                     shape = w.job
                     retire(w)
                     if shape is not None:
-                        done(shape, {"id": shape.shape_id, "reason": _crash_reason(w)})
+                        done(shape, {"id": shape.shape_id, "reason": _crash_reason(w, setup.get("max_memory"))})
                     elif not w.ready:
                         starts_without_job += 1
                         if starts_without_job >= 3:
