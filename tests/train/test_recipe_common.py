@@ -40,3 +40,25 @@ def test_record_iou_writes_the_report_and_the_headline_numbers(tmp_path):
     summary = record_iou(tmp_path, "eval.json", report, {"recipe": "x"})
     assert summary == {"recipe": "x", "iou_train": 0.9, "n_train": 4, "iou_heldout": 0.8, "n_heldout": 2}
     assert json.loads((tmp_path / "eval.json").read_text()) == report
+
+
+def test_budget_epochs_fill_a_step_budget_whatever_the_data_size():
+    from impax.train.recipes.common import budget_epochs
+
+    assert budget_epochs(None, 7, 100) == 7                      # no budget: the configured epochs
+    assert budget_epochs(4156, 130, 31, steps_before=126) == 130  # the imnet-ae cpu preset on 255 shapes
+    assert budget_epochs(3060, 180, 17) == 180                    # the ldif cpu preset on ~70 shapes
+    assert budget_epochs(3060, 180, 9) == 340                     # fewer shapes: more epochs, same steps
+    assert budget_epochs(10, 5, 100) == 1                         # at least one epoch
+    assert budget_epochs(100, 5, 10, steps_before=200) == 1
+
+
+def test_cpu_presets_are_sized_in_steps_and_paper_presets_in_epochs():
+    from impax.train.recipes import imnet, ldif
+
+    assert imnet.PRESETS["cpu"].budget_steps == 4156 and imnet.PRESETS["paper"].budget_steps is None
+    assert ldif.PRESETS["ldif"]["cpu"].budget_steps == ldif.LDIF_CPU_STEPS
+    assert ldif.PRESETS["ldif"]["paper"].budget_steps is None
+    # the paper preset keeps every published value the short-budget options change
+    p = ldif.PRESETS["ldif"]["paper"]
+    assert (p.element_init, p.decoder_topk, p.model.hardness, p.lr_schedule) == ("zero", 0, 100.0, "constant")
