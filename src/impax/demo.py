@@ -160,7 +160,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
             imnet_ae=RecipePlan("imnet-ae", ("quick",), "cpu", {
                 **common_train, "model.ef_dim": 4, "model.gf_dim": 8, "model.z_dim": 32,
                 "stages": _imnet_stages([(16, 4, 8, 1024), (32, 4, 8, 1024), (64, 12, 8, 1024)]),
-                "train.log_every_steps": 2, "heldout_splits": [],
+                "train.log_every_steps": 2, "heldout_splits": [], "budget_steps": None,
                 # a constant rate: decaying it over these few steps saturates the codes (0/1), which
                 # the quick GAN cannot follow (see tests/train/test_recipe_imnet_gan.py::TINY_AE)
                 "lr_schedule": "constant"}),

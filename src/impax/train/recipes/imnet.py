@@ -179,7 +179,7 @@ CPU = ImnetAEConfig(
 DEMO = dataclasses.replace(
     CPU, stages=(LevelStage(16, 2, 4, 4096), LevelStage(32, 2, 4, 4096), LevelStage(64, 72, 2, 8192)),
     train=dataclasses.replace(CPU.train, tensorboard=True, checkpoint_every_seconds=30.0),
-    heldout_splits=(),
+    heldout_splits=(), budget_steps=None,
 )
 
 #: ``pretrain``: the ``cpu`` recipe trained long (80 level-64 epochs) on the ``pretrain`` stream of
