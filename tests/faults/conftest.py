@@ -7,13 +7,11 @@ the cheapest real training run: a few seconds)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import faultlib  # noqa: E402
+from faults import faultlib
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,8 @@ import signal
 import time
 
 import pytest
-from faultlib import QUICK, busy_child, impax, report, start, wait_for, write_big_sphere, write_huge_ply, write_meshes
+from faults.faultlib import (QUICK, busy_child, impax, report, start, wait_for, write_big_sphere, write_huge_ply,
+                             write_meshes)
 
 from impax.data.store import ShapeStore
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from faultlib import GAN, QUICK, files, impax, one_line_error, start, wait_for, write_meshes
+from faults.faultlib import GAN, QUICK, files, impax, one_line_error, start, wait_for, write_meshes
 
 from impax.data.safety import FolderLock, FolderLocked, owner_tag, remove_stale_tmp
 

@@ -8,7 +8,8 @@ import errno
 import os
 import subprocess
 
-from faultlib import QUICK, cmd, env, files, impax, mount_tmpfs, one_line_error, remount, umount, write_meshes
+from faults.faultlib import (QUICK, cmd, env, files, impax, mount_tmpfs, one_line_error, remount, umount,
+                             write_meshes)
 
 from impax.data.store import ShapeStore, check_record
 

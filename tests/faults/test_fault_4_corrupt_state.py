@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from faultlib import GAN, QUICK, files, impax, one_line_error
+from faults.faultlib import GAN, QUICK, files, impax, one_line_error
 
 from impax.data.loader import StoreLoader
 from impax.data.store import ShapeStore
@@ -74,8 +74,9 @@ def test_truncated_and_altered_records_are_named_skipped_and_prepared_again(tmp_
     data[len(data) // 2] ^= 0xFF
     flipped.write_bytes(bytes(data))
     # a loader leaves the truncated record out, with a warning naming it
-    loader = StoreLoader(out, batch_size=1, arrays=("voxels",), cache_mb=0)
-    assert loader.ids == ids[1:]
+    loader = StoreLoader(out, batch_size=1, arrays=("voxels",), cache_mb=0, shuffle=False)
+    assert loader.ids == ids and list(loader.usable) == list(range(1, len(ids))) and len(loader) == len(ids) - 1
+    assert [int(b["shape_index"][0]) for b in loader.iterate(0, start=1)] == list(range(2, len(ids)))
     assert str(short) in capsys.readouterr().err
     # a rerun names both, prepares them again and ends with the bytes of the undisturbed run
     res = impax("prepare", mesh_src, out, *QUICK, "--workers", "2")

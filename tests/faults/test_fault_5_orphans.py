@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from faultlib import alive, busy_child, children, start, wait_for, write_meshes
+from faults.faultlib import alive, busy_child, children, start, wait_for, write_meshes
 
 
 def test_sigkill_of_prepare_leaves_no_worker(tmp_path):

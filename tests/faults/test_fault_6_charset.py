@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 import trimesh
-from faultlib import QUICK, impax, report
+from faults.faultlib import QUICK, impax, report
 
 import impax as impax_pkg
 

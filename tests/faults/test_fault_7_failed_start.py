@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from faultlib import GAN, QUICK, impax, one_line_error
+from faults.faultlib import GAN, QUICK, impax, one_line_error
 
 
 def test_prepare_typo_then_corrected(tmp_path, mesh_src):

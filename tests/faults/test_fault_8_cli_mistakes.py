@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from faultlib import GAN, QUICK, ReadOnlyDir, impax, one_line_error
+from faults.faultlib import GAN, QUICK, ReadOnlyDir, impax, one_line_error
 
 
 @pytest.fixture(scope="module")

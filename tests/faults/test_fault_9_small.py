@@ -11,7 +11,7 @@ import signal
 
 import pytest
 import trimesh
-from faultlib import GAN, QUICK, impax, one_line_error, report, start, wait_for, write_meshes
+from faults.faultlib import GAN, QUICK, impax, one_line_error, report, start, wait_for, write_meshes
 
 from impax.data.store import ShapeStore
 

@@ -81,7 +81,7 @@ def distributed_spec(args: argparse.Namespace):
         return spec_from(args.coordinator, args.num_processes, args.process_id,
                          auto=args.distributed)
     except ValueError as e:
-        raise ValueError(str(e)) from None
+        raise SystemExit(f"impax train: {e}") from None
 
 
 #: Evaluations run by the command after a recipe's training (they live in layers above ``train``):
@@ -147,6 +147,10 @@ def check_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
                     raise ValueError(f"--set {key}: unknown config key {key!r}")
                 tp = typing.get_type_hints(type(obj)).get(part, Any)
                 obj = getattr(obj, part)
+            elif isinstance(obj, dict) and part in obj:
+                args = typing.get_args(tp)
+                tp = args[1] if len(args) == 2 else Any
+                obj = obj[part]
             elif isinstance(obj, (tuple, list)) and part.isdigit() and int(part) < len(obj):
                 args = typing.get_args(tp)
                 tp = args[0] if args and (len(args) == 2 and args[1] is Ellipsis or len(args) == 1) else (

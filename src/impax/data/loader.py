@@ -153,6 +153,9 @@ class StoreLoader(BatchLoader):
     the group appears in the batch as [B, k, ...]. ``point_mode``: ``"random"`` (k distinct random
     rows, LDIF) or ``"chunk"`` (one random aligned block of k rows, IM-NET-pytorch).
     ``postprocess`` maps the raw batch (plus ``shape_index`` [B], positions in ``ids``) to the output.
+    ``ids`` are the shapes asked for; ``usable`` the positions of those whose record is present and
+    of the size ``index.json`` gives (the others are left out with a warning, see the module doc);
+    an epoch covers the usable ones.
     ``cache_mb``: each shape's datasets are kept in memory after their first read while the cache
     stays under this many MiB (0: read the files every time). Batches are the same either way;
     with the cache an epoch after the first reads no file (measured: an IM-NET level-64 batch of
@@ -165,7 +168,9 @@ class StoreLoader(BatchLoader):
                  prefetch: int = 2, postprocess: Callable[[Batch], Batch] | None = None,
                  cache_mb: float = 1024.0) -> None:
         self.store = store if isinstance(store, ShapeStore) else ShapeStore(store)
-        self.ids = usable_ids(self.store, list(ids) if ids is not None else self.store.ids(split))
+        self.ids = list(ids) if ids is not None else self.store.ids(split)
+        keep = set(usable_ids(self.store, self.ids))
+        self.usable = np.array([k for k, sid in enumerate(self.ids) if sid in keep], dtype=np.int64)
         self.arrays = tuple(arrays)
         self.samples = dict(samples or {})
         unknown = set(self.samples) - set(POINT_GROUPS)
@@ -181,7 +186,7 @@ class StoreLoader(BatchLoader):
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         self._cached_bytes = 0
         self._cache_lock = threading.Lock()
-        super().__init__(len(self.ids), batch_size, seed, shuffle, drop_last, prefetch)
+        super().__init__(len(self.usable), batch_size, seed, shuffle, drop_last, prefetch)
 
     @contextmanager
     def _open(self, i: int) -> Iterator[Any]:
@@ -236,6 +241,7 @@ class StoreLoader(BatchLoader):
 
     def load(self, items: np.ndarray, rng: np.random.Generator) -> Batch:
         per: dict[str, list[np.ndarray]] = {}
+        items = self.usable[np.asarray(items, dtype=np.int64)]  # positions in ``ids``
         for i in map(int, items):
             data = self._shape_data(i)
             if data is not None:
