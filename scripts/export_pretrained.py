@@ -45,15 +45,10 @@ def main() -> int:
     try:
         step = store.latest_step()
         meta = store.restore_meta(step)
-        from impax.train.recipes import recipe_module
+        from impax.train.registry import recipe
 
-        mod = recipe_module(run["recipe"])
-        if run["recipe"] == "imnet-ae":
-            cfg = mod.config_from_dict(run["config"])
-            model = mod.build_model(cfg.model, int(run["seed"]))
-        else:
-            cfg = mod.config_from_dict(run["config"])
-            model = mod.build_model(cfg, int(run["seed"]))
+        r = recipe(run["recipe"])
+        model = r.build_model(r.from_run_json(run), int(run["seed"]))
         from flax import nnx
 
         from impax.train.checkpoint import named_leaves

@@ -130,8 +130,8 @@ def test_imnet_pytorch_import_reconstruct_interpolate_and_latents(torch_ae, tmp_
     info = json.loads((run / "run.json").read_text())
     assert info["recipe"] == "imnet-ae" and info["imported_from"]["format"] == "imnet-pytorch"
     # the run's model is the torch model
-    model, cfg = load_ae(run)
-    assert (cfg.model.z_dim, cfg.model.ef_dim, cfg.model.gf_dim) == (Z, EF, GF)
+    model, _ = load_ae(run)
+    assert (model.cfg.z_dim, model.cfg.ef_dim, model.cfg.gf_dim) == (Z, EF, GF)
     with torch.no_grad():
         z_t = torch_ae.encoder(torch.from_numpy(vox[:, None, ..., 0].astype(np.float32))).numpy()
     z_j = np.asarray(nnx.jit(lambda m, v: m(v))(model.encoder, vox[..., 0].astype(np.float32)))
@@ -197,8 +197,8 @@ def test_imnet_tf1_import_cli(torch_ae, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["import", "imnet-tf1", str(ckpt), "--out", str(run)]) == 0
     capsys.readouterr()
-    model, cfg = load_ae(run)
-    assert (cfg.model.output, cfg.model.norm_eps) == ("clip", 1e-6)
+    model, _ = load_ae(run)
+    assert (model.cfg.output, model.cfg.norm_eps) == ("clip", 1e-6)
     p = rng.uniform(-0.5, 0.5, (1, 64, 3)).astype(np.float32)
     z = rng.uniform(0, 1, (1, Z)).astype(np.float32)
     with torch.no_grad():

@@ -37,6 +37,12 @@ LDIF_ISO_LEVEL = -0.07
 IMNET_ISO_LEVEL = 0.5
 
 FRAMES = ("original", "imnet", "gaps")
+#: Frames a mesh pair can be scored in (``impax evaluate --frame``; the ground truth's transform is
+#: applied to both meshes): ``gt-unit`` = IM-NET's (bounding box centred, diagonal 1; IM-NET
+#: preparation), ``occnet`` = OccNet's (centred, largest extent 1; OccNet ``sample_mesh.py``),
+#: ``gaps`` = LDIF's (GAPS ``msh2msh -scale_by_pca -translate_by_centroid -scale 0.25``), ``original``
+#: = no transform.
+EVAL_FRAMES = ("gt-unit", "occnet", "gaps", "original")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,10 +31,12 @@ behind them are in :func:`make_plan`; measured on 2 shared CPU cores)::
     11  report                  20       10   renders (192 px, 2 views; quick: 112 px, 1 view)
         total                  545      120
 
-A recipe's ``demo`` (default) or ``quick`` preset is used as it is when its author provides one
-(``imnet-gan`` does); otherwise the ``cpu`` preset with the overrides above (``imnet-ae``: its
-architecture, 10/20/100 epochs of 8 shapes x 2048 points, ~260 steps on 22 training shapes) or,
-for ``ldif``, a step limit (150 steps; quick 8) until it offers such a preset.
+Training uses each recipe's own ``demo`` (default) or ``quick`` preset as it is; the IM-AE and LDIF
+stages start from the weights shipped with impax (``pretrained:imnet-ae-cpu``, ``pretrained:ldif-cpu``,
+see :mod:`impax.train.pretrained`; trained on a random stream of built-in shapes that no demo seed
+draws from) and fine-tune them on the demo's training shapes; the quick demo trains tiny models from
+scratch. Reconstruction refines each shape against its own input (``--refine``, see
+:mod:`impax.inference.refine`).
 
 Held-out split: per class, the shapes are ordered by a hash of their id and
 ``max(1, round(0.2 n))`` of them (none for a class of one) go to ``test``; the rest ``train``. For
@@ -47,9 +49,9 @@ GAN samples (IM-NET frame) are compared with the training shapes in the same fra
 
 Resuming: a finished stage is reused when its key (the options that change its result: quick,
 seed, meshes, the settings, and the keys of the stages it depends on) matches; an interrupted
-training stage continues from its checkpoints. A stage whose recipe is not installed yet is
-reported "not available" (and is retried once it is); a stage that fails is reported with its
-reason and retried, with the stages after it that use its output, on the next run.
+training stage continues from its checkpoints. A stage that fails is reported with its reason and
+retried, with the stages after it that use its output, on the next run; stages after it that need
+its output are reported "not available".
 Exit status: 0 complete, 3 finished with some stages not available or failed, 1 nothing usable,
 130 interrupted.
 """
@@ -59,7 +61,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -72,18 +73,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from impax.train.registry import RECIPES
+
 #: Bump when the demo's own logic changes what a stage produces (invalidates every marker).
 DEMO_VERSION = 1
 EXIT_COMPLETE, EXIT_FAILURE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
 HELDOUT_FRACTION = 0.2
 KEY_FILE = ".demo-key"
 
-#: Reconstruction models of the report: (name under runs/, meshes/, eval/; recipe; inference input kind).
-MODELS: tuple[tuple[str, str, str], ...] = (("imnet-ae", "imnet-ae", "voxels"), ("ldif", "ldif", "depth"))
-LABELS = {"imnet-ae": "IM-NET AE", "ldif": "LDIF"}
-#: Inference modules each recipe needs besides its training module.
-INFERENCE = {"imnet-ae": "impax.inference.imnet", "ldif": "impax.inference.ldif",
-             "imnet-gan": "impax.inference.imnet_gan"}
+#: Reconstruction models of the demo and its report, from the recipe registry: (name under runs/,
+#: meshes/, eval/; recipe; inference input kind).
+MODELS: tuple[tuple[str, str, str], ...] = tuple((r.name, r.name, r.demo_input) for r in RECIPES.values()
+                                                 if r.demo_input)
+LABELS = {r.name: r.label for r in RECIPES.values()}
 
 
 class DemoError(RuntimeError):
@@ -98,30 +100,14 @@ class StageFailed(RuntimeError):
 # the plan
 
 
-def recipe_presets(module: Any, recipe: str) -> Mapping[str, Any]:
-    """The presets of ``recipe``: ``module.PRESETS``, or ``module.PRESETS[recipe]`` for a module
-    that trains several recipes (``ldif``: ``PRESETS["sif"]``, ``PRESETS["ldif"]``)."""
-    presets = getattr(module, "PRESETS", {})
-    inner = presets.get(recipe)
-    return inner if isinstance(inner, Mapping) else presets
-
-
 @dataclasses.dataclass(frozen=True)
-class RecipePlan:
-    """How the demo trains one recipe: the preset it prefers, the fallback preset and overrides."""
+class TrainPlan:
+    """How the demo trains one recipe: which of its presets (every recipe offers ``demo`` and
+    ``quick``), and the weights it starts from (``impax train --init-from``; used when present)."""
 
     recipe: str
-    preferred: tuple[str, ...]  # preset names used as they are when the recipe defines them
-    preset: str = "cpu"  # else this preset ...
-    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ... with these overrides
-    max_steps: int | None = None  # ... and this step limit (a run stopped by it still reconstructs)
-    init_from: str | None = None  # start from these weights (``impax train --init-from``)
-
-    def choose(self, presets: Mapping[str, Any]) -> tuple[str, dict[str, Any], int | None]:
-        for name in self.preferred:
-            if name in presets:
-                return name, {}, None
-        return self.preset, dict(self.overrides), self.max_steps
+    preset: str
+    init_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +118,9 @@ class DemoPlan:
     seed: int
     shapes_per_family: int
     prepare: Mapping[str, Any]  # PrepareConfig.quick(**prepare)
-    imnet_ae: RecipePlan
-    ldif: RecipePlan
-    gan: RecipePlan
+    imnet_ae: TrainPlan
+    ldif: TrainPlan
+    gan: TrainPlan
     train_recon: int  # training shapes reconstructed besides the held-out ones
     resolution: int  # extraction grid of reconstructions, samples and interpolation
     refine: Mapping[str, int]  # reconstruction model -> ``--refine`` steps (test-time optimisation)
@@ -146,26 +132,14 @@ class DemoPlan:
     budgets: Mapping[str, float]  # stage name -> seconds
 
 
-def _imnet_stages(levels: Sequence[tuple[int, int, int, int]]) -> list[dict[str, int]]:
-    return [{"level": lv, "epochs": ep, "batch_size": bs, "points": pts} for lv, ep, bs, pts in levels]
-
-
 def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
     """The settings of ``impax demo`` (``quick``: the smoke run)."""
-    common_train = {"train.tensorboard": True, "train.checkpoint_every_seconds": 30.0}
     if quick:
         return DemoPlan(
             quick=True, seed=seed, shapes_per_family=2,
             prepare={"views": False, "n_uniform": 2048, "n_near": 2048, "n_surface": 2048, "n_occupancy": 2048},
-            imnet_ae=RecipePlan("imnet-ae", ("quick",), "cpu", {
-                **common_train, "model.ef_dim": 4, "model.gf_dim": 8, "model.z_dim": 32,
-                "stages": _imnet_stages([(16, 4, 8, 1024), (32, 4, 8, 1024), (64, 12, 8, 1024)]),
-                "train.log_every_steps": 2, "heldout_splits": [], "budget_steps": None,
-                # a constant rate: decaying it over these few steps saturates the codes (0/1), which
-                # the quick GAN cannot follow (see tests/train/test_recipe_imnet_gan.py::TINY_AE)
-                "lr_schedule": "constant"}),
-            ldif=RecipePlan("ldif", ("quick",), "cpu", {}, max_steps=8),
-            gan=RecipePlan("imnet-gan", ("quick",), "cpu", {}),
+            imnet_ae=TrainPlan("imnet-ae", "quick"), ldif=TrainPlan("ldif", "quick"),
+            gan=TrainPlan("imnet-gan", "quick"),
             train_recon=1, resolution=32, refine={"imnet-ae": 5, "ldif": 5}, gan_samples=3, interp_steps=4,
             metrics={"n_samples": 10_000, "iou_samples": 20_000, "voxel_resolution": 32},
             gen_points=512,
@@ -177,12 +151,9 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
     return DemoPlan(
         quick=False, seed=seed, shapes_per_family=3,
         prepare={"views": False, "voxels_256": True},
-        imnet_ae=RecipePlan("imnet-ae", ("demo",), "cpu", {
-            **common_train,
-            "stages": _imnet_stages([(16, 10, 8, 2048), (32, 20, 8, 2048), (64, 100, 8, 2048)]),
-            "heldout_splits": []}, init_from="pretrained:imnet-ae-cpu"),
-        ldif=RecipePlan("ldif", ("demo",), "cpu", {}, max_steps=150, init_from="pretrained:ldif-cpu"),
-        gan=RecipePlan("imnet-gan", ("demo",), "cpu", {}),
+        imnet_ae=TrainPlan("imnet-ae", "demo", init_from="pretrained:imnet-ae-cpu"),
+        ldif=TrainPlan("ldif", "demo", init_from="pretrained:ldif-cpu"),
+        gan=TrainPlan("imnet-gan", "demo"),
         train_recon=2, resolution=64, refine={"imnet-ae": 100, "ldif": 200}, gan_samples=6, interp_steps=6,
         metrics={"n_samples": 30_000, "iou_samples": 50_000, "voxel_resolution": 32},
         gen_points=2048,
@@ -202,20 +173,15 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def recipe_available(recipe: str) -> tuple[bool, str]:
-    """Whether the training module of ``recipe`` and its inference module are installed."""
-    from impax.train.recipes import RECIPES
+def _available_start(source: str | None) -> str | None:
+    """``source`` when it can be used (a shipped ``pretrained:<name>`` that is present), else None."""
+    if not source:
+        return None
+    from impax.train.pretrained import PREFIX, available
 
-    for mod in (RECIPES.get(recipe, ""), INFERENCE.get(recipe, "")):
-        if not mod:
-            continue
-        try:
-            found = importlib.util.find_spec(mod) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return False, f"{mod} is not installed yet"
-    return True, ""
+    if source.startswith(PREFIX) and source[len(PREFIX):] not in available():
+        return None
+    return source
 
 
 def _meshes_fingerprint(root: Path) -> list[tuple[str, int, int]]:
@@ -343,9 +309,9 @@ class Demo:
             ("prepare", "prepare training data", ["shapes"], {"prepare": p.prepare, "seed": self.seed},
              self._stage_prepare),
         ]
-        for rp, deps in ((p.imnet_ae, ["prepare"]), (p.ldif, ["prepare"]), (p.gan, ["train-imnet-ae"])):
-            specs.append((f"train-{rp.recipe}", f"train {rp.recipe}", deps, self._train_settings(rp),
-                          self._train_fn(rp)))
+        for tp, deps in ((p.imnet_ae, ["prepare"]), (p.ldif, ["prepare"]), (p.gan, ["train-imnet-ae"])):
+            specs.append((f"train-{tp.recipe}", f"train {tp.recipe}", deps, self._train_settings(tp),
+                          self._train_fn(tp)))
         for name, recipe, kind in MODELS:
             specs.append((f"reconstruct-{name}", f"reconstruct held-out shapes with {LABELS[name]}",
                           [f"train-{recipe}"], {"resolution": p.resolution, "train_recon": p.train_recon,
@@ -371,27 +337,14 @@ class Demo:
                                 title=f"{title} (budget ~{budget:.0f} s)"))
         return stages
 
-    def _train_settings(self, rp: RecipePlan) -> Any:
-        ok, why = recipe_available(rp.recipe)
-        if not ok:
-            return {"available": False}
-        from impax.train.recipes import recipe_module
+    def _train_settings(self, tp: TrainPlan) -> Any:
+        from impax.configs import to_dict
+        from impax.train.registry import recipe
 
-        try:
-            presets = recipe_presets(recipe_module(rp.recipe), rp.recipe)
-        except Exception as e:  # a recipe that does not import: report it when the stage runs
-            return {"available": True, "import_error": f"{type(e).__name__}: {e}"}
-        preset, overrides, max_steps = rp.choose(presets)
         # the preset's content, not only its name: a changed preset must retrain
-        content = presets.get(preset)
-        if dataclasses.is_dataclass(content):
-            from impax.configs import to_dict
-
-            content = _hash(to_dict(content))
-        else:
-            content = repr(content)
-        return {"available": True, "preset": preset, "preset_config": content, "overrides": overrides,
-                "max_steps": max_steps, "seed": self.seed, "init_from": rp.init_from}
+        content = _hash(to_dict(recipe(tp.recipe).preset(tp.preset)))
+        return {"preset": tp.preset, "preset_config": content, "seed": self.seed,
+                "init_from": _available_start(tp.init_from)}
 
     def _wrap(self, name: str, budget: float, key: str, fn: Callable[[], dict[str, Any]]
               ) -> Callable[[], dict[str, Any]]:
@@ -500,37 +453,33 @@ class Demo:
             out.update(status="partial", reason=f"{len(res.failures)} meshes could not be prepared")
         return out
 
-    def _train_fn(self, rp: RecipePlan) -> Callable[[], dict[str, Any]]:
+    def _train_fn(self, tp: TrainPlan) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
-            name = f"train-{rp.recipe}"
-            run_dir = self.run_dir(rp.recipe)
+            from impax.train.registry import recipe
+
+            name = f"train-{tp.recipe}"
+            run_dir = self.run_dir(tp.recipe)
             _fresh(run_dir, self.keys[name])
             up = self._upstream_problem(self.deps[name])
             if up:
                 return {"status": "not available", "reason": up}
-            ok, why = recipe_available(rp.recipe)
-            if not ok:
-                self.log(f"      not available: {why}")
-                return {"status": "not available", "reason": why}
-            from impax.train.recipes import recipe_module
-
-            mod = recipe_module(rp.recipe)
-            preset, overrides, max_steps = rp.choose(recipe_presets(mod, rp.recipe))
-            data = self.run_dir("imnet-ae") if rp.recipe == "imnet-gan" else self.data_dir
-            self.log(f"      {rp.recipe}: preset {preset!r}" + (f" with {len(overrides)} overrides" if overrides else "")
-                     + (f", at most {max_steps} steps" if max_steps else ""))
-            kw = {"init_from": rp.init_from} if rp.init_from else {}
-            if rp.init_from:
-                self.log(f"      starting from {rp.init_from}")
-            summary = mod.train(rp.recipe, data=str(data), out=str(run_dir), preset=preset, overrides=overrides,
-                                seed=self.seed, max_steps=max_steps, progress=self.progress, **kw)
+            data = self.run_dir("imnet-ae") if tp.recipe == "imnet-gan" else self.data_dir
+            self.log(f"      {tp.recipe}: preset {tp.preset!r}")
+            start = _available_start(tp.init_from)
+            kw = {"init_from": start} if start else {}
+            if start:
+                self.log(f"      starting from {start}")
+            elif tp.init_from:
+                self.log(f"      {tp.init_from} is not shipped with this copy of impax: training from scratch")
+            summary = recipe(tp.recipe).train(tp.recipe, data=str(data), out=str(run_dir), preset=tp.preset,
+                                              seed=self.seed, progress=self.progress, **kw)
             stopped = summary.get("stopped", "done")
             if stopped == "signal":
                 raise KeyboardInterrupt
-            if stopped not in ("done", None) and not (stopped == "max_steps" and max_steps is not None):
+            if stopped != "done":
                 raise StageFailed(f"training stopped: {stopped}")
             keep = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
-            return {**keep, "preset": preset}
+            return {**keep, "preset": tp.preset}
         return run
 
     def _recon_ids(self) -> tuple[list[str], list[str]]:
@@ -711,16 +660,17 @@ class Demo:
 
 def evaluate_model(out: str | Path, name: str, cfg: Any, progress: bool = False) -> dict[str, Any]:
     """Score ``OUT/meshes/<name>/<id>.ply`` against the ground truth of every reconstructed shape
-    (held-out and training) in the IM-NET frame of the ground truth; write ``OUT/eval/<name>/``
-    ``per_shape.csv`` (every shape, ids = store ids), ``summary.json`` (``{"summary": held-out
-    per-class/mean summary, "train_summary": ..., "shapes": records}``) and ``table.md``; return the
-    held-out summary. A missing or unreadable reconstruction is scored as an empty surface."""
+    (held-out and training) in the ``gt-unit`` frame (:func:`impax.evaluation.runner.evaluate_pair`);
+    write ``OUT/eval/<name>/`` ``per_shape.csv`` (every shape, ids = store ids), ``summary.json``
+    (``{"summary": held-out per-class/mean summary, "train_summary": ..., "shapes": records}``) and
+    ``table.md``; return the held-out summary. A missing or unreadable reconstruction is scored as an
+    empty surface."""
     from tqdm import tqdm
 
     from impax.data.store import ShapeStore
     from impax.evaluation import tables
     from impax.evaluation.metrics import METRICS
-    from impax.evaluation.runner import load_mesh_lenient
+    from impax.evaluation.runner import Pair, evaluate_pair
 
     out = Path(out)
     store = ShapeStore(out / "data")
@@ -733,19 +683,14 @@ def evaluate_model(out: str | Path, name: str, cfg: Any, progress: bool = False)
     ids = [i for i in ids if i in entries]
     metrics = [m for m in METRICS if (cfg.compute_iou or m != "iou") and (cfg.compute_voxel_iou or m != "iou_voxels")]
     records = []
-    bar = tqdm(ids, desc=f"evaluate {name}", unit="shape", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
-    for sid in bar:
-        e = entries[sid]
-        records.append({"split": e.get("split", ""), **score_pair(out / "meshes" / name / f"{sid}.ply",
-                                                                   out / "shapes" / e.get("source", ""),
-                                                                   sid, e.get("class") or "all", cfg,
-                                                                   load_mesh_lenient)})
-    bar.close()
+    for sid in tqdm(ids, desc=f"evaluate {name}", unit="shape", file=sys.stderr, disable=not progress,
+                    dynamic_ncols=True):
+        e, pred = entries[sid], out / "meshes" / name / f"{sid}.ply"
+        pair = Pair(sid, e.get("class") or "all", pred if pred.is_file() else None, out / "shapes" / e.get("source", ""))
+        records.append({"split": e.get("split", ""), **evaluate_pair(pair, cfg, frame="gt-unit")})
     held = [r for r in records if r["split"] != "train"]
     summary = tables.summarize(held, metrics)
     summary["config"] = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
-    summary["frame"] = "IM-NET frame of the ground truth (bounding box centred, diagonal 1)"
     train_summary = tables.summarize([r for r in records if r["split"] == "train"], metrics)
     edir = out / "eval" / name
     tables.write_csv(records, edir / "per_shape.csv", metrics)
@@ -756,67 +701,20 @@ def evaluate_model(out: str | Path, name: str, cfg: Any, progress: bool = False)
     return summary
 
 
-def score_pair(pred: Path, gt: Path, sid: str, cls: str, cfg: Any, load: Callable[[Path], Any]) -> dict[str, Any]:
-    """One record like :func:`impax.evaluation.runner.evaluate_pair`, with both meshes mapped by the
-    ground truth's original → IM-NET transform first."""
-    from impax.evaluation.metrics import METRICS, empty_prediction_metrics, mesh_metrics
-    from impax.geometry.normalize import imnet_transform, transform_mesh
-
-    rec: dict[str, Any] = {"id": sid, "class": cls, "pred": str(pred), "gt": str(gt)}
-    nan = {k: float("nan") for k in METRICS}
-    try:
-        gt_mesh = load(gt)
-        if len(gt_mesh.faces) == 0:
-            raise ValueError(f"{gt}: ground truth is empty")
-        t = imnet_transform(gt_mesh)
-        gt_mesh = transform_mesh(gt_mesh, t)
-    except Exception as e:  # noqa: BLE001 - one bad shape must not stop the evaluation
-        return {**rec, **nan, "status": "invalid-gt", "message": str(e)}
-    if not pred.is_file():
-        return {**rec, **empty_prediction_metrics(gt_mesh, cfg), "status": "missing",
-                "message": "no reconstruction: scored as an empty surface"}
-    try:
-        pred_mesh = load(pred)
-        if len(pred_mesh.faces):
-            pred_mesh = transform_mesh(pred_mesh, t)
-        return {**rec, **mesh_metrics(pred_mesh, gt_mesh, cfg)}
-    except ValueError as e:
-        return {**rec, **empty_prediction_metrics(gt_mesh, cfg), "status": "unreadable-prediction",
-                "message": f"{e}; scored as an empty surface"}
-    except Exception as e:  # noqa: BLE001
-        return {**rec, **nan, "status": "error", "message": f"{type(e).__name__}: {e}"}
-
-
 def evaluate_gan(out: str | Path, n_points: int, seed: int = 0) -> dict[str, Any]:
-    """COV / MMD / 1-NNA (Chamfer-L2) of ``OUT/meshes/gan/sample_*.ply`` (IM-NET frame) against the
-    training shapes mapped to their IM-NET frame; writes ``OUT/eval/gan/summary.json``."""
+    """COV / MMD / 1-NNA (Chamfer-L2) of ``OUT/meshes/gan/sample_*.ply`` against the training shapes,
+    each in its ``gt-unit`` frame; writes ``OUT/eval/gan/summary.json``."""
     from impax.data.store import ShapeStore
     from impax.evaluation import tables
     from impax.evaluation.generation import generation_metrics
-    from impax.evaluation.runner import load_mesh_lenient
-    from impax.evaluation.sampling import area_weighted_samples
-    from impax.geometry.normalize import imnet_transform, transform_mesh
+    from impax.evaluation.runner import sample_set
 
     out = Path(out)
-    gen, ref, problems = [], [], []
-    for k, p in enumerate(sorted((out / "meshes" / "gan").glob("sample_*.ply"))):
-        try:
-            pts, _ = area_weighted_samples(load_mesh_lenient(p), n_points, seed=seed + k)
-        except ValueError as e:
-            problems.append(str(e))
-            continue
-        if len(pts):
-            gen.append(pts)
-        else:
-            problems.append(f"{p.name}: empty, left out")
-    for k, e in enumerate(ShapeStore(out / "data").entries("train")):
-        try:
-            m = load_mesh_lenient(out / "shapes" / e.get("source", ""))
-            pts, _ = area_weighted_samples(transform_mesh(m, imnet_transform(m)), n_points, seed=seed + 1_000_003 + k)
-        except Exception as err:  # noqa: BLE001
-            problems.append(f"{e['id']}: {err}")
-            continue
-        ref.append(pts)
+    gen, problems = sample_set(sorted((out / "meshes" / "gan").glob("sample_*.ply")), n_points, seed=seed,
+                               frame="gt-unit")
+    ref, p2 = sample_set([out / "shapes" / e.get("source", "") for e in ShapeStore(out / "data").entries("train")],
+                         n_points, seed=seed + 1_000_003, frame="gt-unit")
+    problems += p2
     if not ref:
         raise StageFailed("no training shape to compare the GAN samples with")
     if gen:
@@ -825,7 +723,7 @@ def evaluate_gan(out: str | Path, n_points: int, seed: int = 0) -> dict[str, Any
         res = {"coverage": float("nan"), "mmd": float("nan"), "one_nna": float("nan"), "n_generated": 0.0,
                "n_reference": float(len(ref))}
     tables.write_json({"generation": res, "problems": problems, "points_per_shape": n_points,
-                       "frame": "IM-NET frame"}, out / "eval" / "gan" / "summary.json")
+                       "frame": "gt-unit"}, out / "eval" / "gan" / "summary.json")
     return res
 
 

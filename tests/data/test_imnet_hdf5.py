@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from impax.data.imnet_hdf5 import (ImnetHdf5, ImnetHdf5Writer, check_layout, names_path,
+from impax.data.imnet_hdf5 import (IMNetHdf5, IMNetHdf5Writer, check_layout, names_path,
                                    points_to_coords, write_imnet_hdf5)
 
 # The official all_vox256_img_*.hdf5 layout ([I] 2_gather_256vox_16_32_64.py + 3_gather_img.py).
@@ -36,7 +36,7 @@ def test_written_file_has_official_layout_and_round_trips(tmp_path, rng):
             assert f[key].dtype == np.uint8, key
     assert check_layout(path, require_pixels=True) == []
     assert names_path(path).read_text() == "".join(s + "\n" for s in names)
-    with ImnetHdf5(path) as r:
+    with IMNetHdf5(path) as r:
         assert len(r) == n and r.names == names and r.levels == (16, 32, 64) and r.has_pixels
         np.testing.assert_array_equal(r.voxels(slice(None)), vox)
         np.testing.assert_array_equal(r.pixels(1), pix[1])
@@ -60,7 +60,7 @@ def test_reader_accepts_official_like_file_without_pixels_and_with_extras(tmp_pa
         f.create_dataset("zs", data=np.zeros((n, 256), np.float32))  # unknown extra dataset
     assert check_layout(path) == []
     assert check_layout(path, require_pixels=True) == ["missing dataset 'pixels'"]
-    with ImnetHdf5(path) as r:
+    with IMNetHdf5(path) as r:
         assert not r.has_pixels and r.names == ["0", "1"] and r.levels == (16, 32, 64)
         np.testing.assert_array_equal(r.values(32, 1), val[32][1])
 
@@ -70,7 +70,7 @@ def test_incremental_writer_is_deterministic(tmp_path, rng):
     blobs = []
     for k in range(2):
         p = tmp_path / f"f{k}.hdf5"
-        with ImnetHdf5Writer(p, pixels=False) as w:
+        with IMNetHdf5Writer(p, pixels=False) as w:
             for i in range(2):
                 w.append(f"c/{i}", vox[i, ..., 0].astype(bool), {lv: pts[lv][i] for lv in (16, 32, 64)},
                          {lv: val[lv][i, :, 0] for lv in (16, 32, 64)})

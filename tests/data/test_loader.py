@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from impax.data.loader import ImnetHdf5Loader, StoreLoader, imnet_loader, ldif_loader
+from impax.data.loader import IMNetHdf5Loader, StoreLoader, imnet_loader, ldif_loader
 from impax.data.store import ShapeStore, export_imnet_hdf5
 
 N_SHAPES, N_PTS = 7, 3000
@@ -101,10 +101,10 @@ def test_imnet_store_loader_matches_in_memory_hdf5_loader(store, tmp_path):
     # the official-layout export read by the in-memory loader gives the very same batches
     path = export_imnet_hdf5(store, "train", tmp_path / "all_vox256_img_train.hdf5", pixels=False)
     for in_memory in (True, False):
-        h5 = ImnetHdf5Loader(path, level=64, batch_size=2, points=4096, seed=3, in_memory=in_memory)
+        h5 = IMNetHdf5Loader(path, level=64, batch_size=2, points=4096, seed=3, in_memory=in_memory)
         assert len(h5) == len(ld)
         _same(batches, list(h5.iterate(2)))
-    rnd = ImnetHdf5Loader(path, level=64, batch_size=2, points=1000, seed=3, point_mode="random")
+    rnd = IMNetHdf5Loader(path, level=64, batch_size=2, points=1000, seed=3, point_mode="random")
     assert next(iter(rnd.iterate(0)))["points"].shape == (2, 1000, 3)
 
 

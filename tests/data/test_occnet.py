@@ -61,7 +61,8 @@ def test_points_are_unpacked_and_mapped_back(tmp_path):
 
 
 def test_evaluation_arrays_score_a_matching_mesh(tmp_path):
-    from impax.evaluation.metrics import iou_from_occupancy, point_metrics
+    from impax.evaluation.metrics import point_metrics
+    from impax.geometry.voxels import occupancy_iou
     from impax.evaluation.sampling import area_weighted_samples
     from impax.geometry.inside import occupancy
 
@@ -72,7 +73,7 @@ def test_evaluation_arrays_score_a_matching_mesh(tmp_path):
     # a prediction in the original frame, brought into OccNet's frame with the shape's transform
     pred = sphere_mesh()
     pred_occ = pred.copy().apply_transform(shape.transform.as_matrix())
-    iou = iou_from_occupancy(occupancy(pred_occ, shape.iou_points), shape.iou_occupancies)
+    iou = occupancy_iou(occupancy(pred_occ, shape.iou_points), shape.iou_occupancies)
     assert iou > 0.98
     pp, pn = area_weighted_samples(pred_occ, 4000, seed=0)
     m = point_metrics(pp, pn, shape.surface_points, shape.surface_normals, tau=0.05)
@@ -83,10 +84,10 @@ def test_evaluation_arrays_score_a_matching_mesh(tmp_path):
     assert point_metrics(wp, wn, shape.surface_points, shape.surface_normals, tau=0.05)["chamfer_l1"] > 1.0
     # a wrong prediction scores worse
     small = trimesh.creation.icosphere(subdivisions=3, radius=0.3)
-    assert iou_from_occupancy(occupancy(small, shape.iou_points), shape.iou_occupancies) < 0.3
+    assert occupancy_iou(occupancy(small, shape.iou_points), shape.iou_occupancies) < 0.3
     # the same IoU in the original frame (occupancy is invariant under the similarity)
     orig = shape.in_original()
-    iou_orig = iou_from_occupancy(occupancy(pred, orig.iou_points), orig.iou_occupancies)
+    iou_orig = occupancy_iou(occupancy(pred, orig.iou_points), orig.iou_occupancies)
     assert abs(iou_orig - iou) < 2e-3
     np.testing.assert_allclose(np.linalg.norm(orig.surface_points - CENTRE, axis=1), RADIUS, rtol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(orig.surface_normals, axis=1), 1.0, atol=1e-5)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from impax.conventions import Transform
-from impax.data.imnet_hdf5 import ImnetHdf5, check_layout
+from impax.data.imnet_hdf5 import IMNetHdf5, check_layout
 from impax.data.store import ShapeStore, export_imnet_hdf5, file_sha256
 
 
@@ -74,7 +74,7 @@ def test_index_and_export(tmp_path, rng):
 
     out = export_imnet_hdf5(store, "train", tmp_path / "all_vox256_img_train.hdf5")
     assert check_layout(out, require_pixels=True) == []
-    with ImnetHdf5(out) as r:
+    with IMNetHdf5(out) as r:
         assert r.names == ["chair/b", "plane/a"]
         np.testing.assert_array_equal(r.voxels(1)[..., 0], recs["plane_a"]["voxels"])
         np.testing.assert_array_equal(r.points(64, 0), recs["chair_b"]["points_64"])
@@ -88,7 +88,7 @@ def test_export_without_official_views_leaves_out_pixels(tmp_path, rng):
     store.write("c_m", rec, _attrs("c", "train", "m"))
     store.build_index()
     out = export_imnet_hdf5(store, "train", tmp_path / "x.hdf5")
-    assert check_layout(out) == [] and not ImnetHdf5(out).has_pixels
+    assert check_layout(out) == [] and not IMNetHdf5(out).has_pixels
     with pytest.raises(ValueError, match="views"):
         export_imnet_hdf5(store, "train", tmp_path / "y.hdf5", pixels=True)
 

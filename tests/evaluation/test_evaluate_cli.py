@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from impax.cli import main
-from impax.inference.extract import write_mesh
+from impax.geometry.mesh_io import save_mesh as write_mesh
 
 FAST = ["--samples", "3000", "--iou-samples", "8000", "--voxel-res", "16", "--quiet"]
 
@@ -79,7 +79,13 @@ def test_bad_paths_fail_cleanly(tmp_path, capsys):
 def test_generation_mode(folders, tmp_path):
     _, gt, _ = folders
     o = tmp_path / "gen"
-    rc = main(["evaluate", str(gt), str(gt), "--generation", "--gen-points", "256", "--out", str(o), "--quiet"])
+    rc = main(["evaluate", str(gt), str(gt), "--generation", "--gen-points", "256", "--out", str(o), "--quiet",
+               "--frame", "original"])
     assert rc == 0
     res = json.loads((o / "generation.json").read_text())["generation"]
     assert res["coverage"] == 1.0 and res["mmd"] < 0.01
+    # scale-free (the default): the two balls become one shape, and so do the cubes c1 and c3, so
+    # matching the set against itself covers 3 of 5 (each sample's nearest is the first of its twins)
+    rc = main(["evaluate", str(gt), str(gt), "--generation", "--gen-points", "256", "--out", str(o), "--quiet"])
+    res = json.loads((o / "generation.json").read_text())
+    assert rc == 0 and res["frame"] == "gt-unit" and res["generation"]["coverage"] == pytest.approx(0.6)

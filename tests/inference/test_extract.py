@@ -7,7 +7,8 @@ import pytest
 import trimesh
 
 from impax.conventions import LDIF_EXTRACT_HALF, LDIF_ISO_LEVEL, Transform, ldif_grid_index_to_world
-from impax.inference.extract import batch_buckets, dense_grid, extract_dense, extract_mesh, warm_up, write_mesh
+from impax.geometry.mesh_io import save_mesh as write_mesh
+from impax.inference.extract import batch_buckets, dense_grid, extract_dense, extract_mesh, warm_up
 
 
 def sphere_box_sdf(p: np.ndarray) -> np.ndarray:

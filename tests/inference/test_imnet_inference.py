@@ -17,7 +17,7 @@ import pytest
 import trimesh
 from flax import nnx
 
-from impax.configs import to_dict
+from impax.configs import override, to_dict
 from impax.conventions import Transform, imnet_grid_centres
 from impax.geometry.mesh_io import load_mesh
 from impax.geometry.normalize import imnet_transform
@@ -26,7 +26,7 @@ from impax.train import named_leaves
 from impax.train.checkpoint import CheckpointStore, to_host
 from impax.train.recipes import imnet as R
 
-CFG = R.apply_overrides(R.CPU, {"model.ef_dim": 4, "model.gf_dim": 4, "model.z_dim": 16})
+CFG = override(R.CPU, {"model.ef_dim": 4, "model.gf_dim": 4, "model.z_dim": 16})
 
 
 def _box(centre, extents) -> trimesh.Trimesh:
@@ -61,8 +61,7 @@ def setup(tmp_path_factory):
     store.build_index()
 
     # the model: smooth random decoder whose 0.5 level crosses the box for the box's code
-    model = R.build_model(CFG.model, 0)
-    R.init_decoder(model, CFG, 0)
+    model = R.build_model(CFG, 0)  # with the scaled decoder init of the cpu preset
     vox_a, _ = I.mesh_to_voxels(root / "a.ply")
     z = np.asarray(model.encoder(vox_a[None].astype(np.float32)))
     pts = imnet_grid_centres(32).reshape(1, -1, 3).astype(np.float32)
@@ -90,8 +89,8 @@ def _code(model, vox) -> np.ndarray:
 
 def test_load_ae_restores_the_checkpoint(setup):
     _, run, model, _ = setup
-    loaded, cfg = I.load_ae(run)
-    assert cfg.model == CFG.model
+    loaded, info = I.load_ae(run)
+    assert loaded.cfg == CFG.model and info["recipe"] == "imnet-ae"
     want = named_leaves(nnx.state(model, nnx.Param))
     got = named_leaves(nnx.state(loaded, nnx.Param))
     assert want.keys() == got.keys()

@@ -101,7 +101,7 @@ def test_two_processes_train_like_one(tmp_path):
     got = [dict(np.load(second / f"p{i}.npz")) for i in range(2)]
     for i in range(2):
         info = json.loads((second / f"p{i}.json").read_text())
-        assert info["stopped"] == "completed" and info["global_step"] == 18
+        assert info["stopped"] == "done" and info["global_step"] == 18
         assert info["num_devices"] == 2
         assert got[i].keys() == ref_params.keys()
         for k in ref_params:

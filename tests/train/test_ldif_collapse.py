@@ -41,9 +41,10 @@ def thin_store(tmp_path_factory) -> Path:
 def _fit(store_dir: Path, out: Path, overrides: dict) -> tuple[float, list[int], list[float]]:
     """Train 240 steps; (training IoU, active elements per shape, per-shape extent covered by them)."""
     from impax.train import load_model
-    from impax.train.recipes.ldif import build_model, encode, resolve_config, shape_inputs, train
+    from impax.models.ldif_model import encode, shape_inputs
+    from impax.train.recipes.ldif import build_model, resolve_config, train
 
-    over = {"model.batch_size": 2, "epochs": STEPS // 2, "eval_points": 2048, "heldout_splits": [],
+    over = {"model.batch_size": 2, "epochs": STEPS // 2, "budget_steps": None, "eval_points": 2048, "heldout_splits": [],
             "train.async_checkpointing": False, **overrides}
     summary = train("ldif", store_dir, out, "cpu", over, progress=False)
     cfg = resolve_config("ldif", "cpu", over)
@@ -52,7 +53,7 @@ def _fit(store_dir: Path, out: Path, overrides: dict) -> tuple[float, list[int],
     store = ShapeStore(store_dir)
     active, cover = [], []
     for sid in store.ids("train"):
-        sif = encode(model, shape_inputs(store, sid, cfg))
+        sif = encode(model, shape_inputs(store, sid, cfg.model))
         on = np.asarray(sif.constants[0]) < cfg.model.iso_level          # alone, its centre is inside
         active.append(int(on.sum()))
         with store.open(sid) as f:

@@ -1,4 +1,5 @@
-"""Shared recipe plumbing: dotted overrides, run.json consistency, the IoU record."""
+"""Shared recipe plumbing: typed overrides and config files, resumable fields, the recipe registry,
+run.json consistency, the IoU record, step budgets."""
 
 from __future__ import annotations
 
@@ -6,17 +7,65 @@ import json
 
 import pytest
 
-from impax.train.recipes.common import apply_dotted, flat, record_iou, write_run_json
+from impax.configs import describe, flatten, load_overrides, override, resumable_paths
+from impax.train.recipes.common import record_iou
+from impax.train.runs import write_run_json
 
 
-def test_apply_dotted_sets_nested_values_and_rejects_unknown_keys():
-    d = {"train": {"learning_rate": 1e-3}, "stages": [{"epochs": 1}, {"epochs": 2}], "name": "x"}
-    apply_dotted(d, {"train.learning_rate": 5e-4, "stages.1.epochs": 7, "name": "y"})
-    assert d == {"train": {"learning_rate": 5e-4}, "stages": [{"epochs": 1}, {"epochs": 7}], "name": "y"}
-    for bad in ("train.nope", "nope.x", "stages.5.epochs", "stages.x.epochs", "name.sub", "stages.1.nope"):
+def test_override_sets_nested_fields_with_their_types_and_rejects_the_rest():
+    from impax.train.recipes.imnet import CPU
+
+    cfg = override(CPU, {"train.learning_rate": 5e-4, "stages.1.epochs": 7, "model.gf_dim": 32})
+    assert (cfg.train.learning_rate, cfg.stages[1].epochs, cfg.model.gf_dim) == (5e-4, 7, 32)
+    assert cfg.stages[0] == CPU.stages[0] and CPU.stages[1].epochs == 1       # a new config, CPU untouched
+    for bad in ("train.nope", "nope.x", "stages.5.epochs", "stages.x.epochs", "point_mode.sub", "stages.1.nope"):
         with pytest.raises(ValueError, match="unknown config key"):
-            apply_dotted(d, {bad: 1})
-    assert flat(d) == {"train.learning_rate": 5e-4, "stages": d["stages"], "name": "y"}
+            override(CPU, {bad: 1})
+    for key, value, want in (("train.learning_rate", "abc", "a number"), ("stages.1.epochs", 1.5, "an integer"),
+                             ("fast_encoder", 1, "true or false"), ("budget_steps", "x", "an integer or null")):
+        with pytest.raises(ValueError, match=want):
+            override(CPU, {key: value})
+    with pytest.raises(ValueError, match="point_mode"):  # the dataclass's own validation still runs
+        override(CPU, {"point_mode": "sideways"})
+    assert flatten({"a": {"b": 1}, "c": [1]}) == {"a.b": 1, "c": [1]}
+
+
+def test_config_files_json_and_toml_give_dotted_overrides(tmp_path):
+    (tmp_path / "c.toml").write_text('budget_steps = 10\n[train]\nlearning_rate = 1e-4\n')
+    (tmp_path / "c.json").write_text('{"train": {"learning_rate": 1e-4}, "budget_steps": 10}')
+    want = {"budget_steps": 10, "train.learning_rate": 1e-4}
+    assert load_overrides(tmp_path / "c.toml") == want == load_overrides(tmp_path / "c.json")
+    (tmp_path / "c.yaml").write_text("x: 1")
+    with pytest.raises(ValueError, match="json or .toml"):
+        load_overrides(tmp_path / "c.yaml")
+
+
+def test_resumable_fields_are_marked_on_the_configs_and_every_field_has_help():
+    from impax.train.config import RESUMABLE_FIELDS, TrainConfig
+    from impax.train.recipes.ldif import LdifRecipeConfig
+
+    assert "max_steps" in RESUMABLE_FIELDS and "learning_rate" not in RESUMABLE_FIELDS
+    paths = resumable_paths(LdifRecipeConfig)
+    assert {"eval_batch", "heldout_splits", "train.max_steps"} <= paths
+    assert not {"epochs", "model.hardness", "train.learning_rate"} & paths
+    rows = describe(TrainConfig())
+    assert [k for k, _, h in rows if not h] == []     # every TrainConfig field documented
+
+
+def test_every_registered_recipe_resolves_its_presets_and_names_the_choices():
+    from impax.train.registry import RECIPES, recipe
+
+    for name in RECIPES:
+        r = recipe(name)
+        assert {"paper", "cpu", "demo"} <= set(r.presets), name
+        assert r.resolve("paper") == r.presets["paper"]
+        with pytest.raises(ValueError, match="choose from"):
+            r.resolve("bogus")
+    # LDIF's own coupling: the model's learning rate drives the optimiser's unless both are set
+    ldif = recipe("ldif")
+    assert ldif.resolve("cpu", {"model.learning_rate": 1e-3}).train.learning_rate == 1e-3
+    both = ldif.resolve("cpu", {"model.learning_rate": 1e-3, "train.learning_rate": 2e-3})
+    assert both.train.learning_rate == 2e-3
 
 
 def test_run_json_refuses_other_settings_but_allows_resumable_ones(tmp_path):
@@ -59,6 +108,13 @@ def test_cpu_presets_are_sized_in_steps_and_paper_presets_in_epochs():
     assert imnet.PRESETS["cpu"].budget_steps == 4156 and imnet.PRESETS["paper"].budget_steps is None
     assert ldif.PRESETS["ldif"]["cpu"].budget_steps == ldif.LDIF_CPU_STEPS
     assert ldif.PRESETS["ldif"]["paper"].budget_steps is None
+    # asking for a length of training drops the preset's budget; asking for both keeps both
+    from impax.train.registry import recipe
+
+    assert recipe("ldif").resolve("cpu", {"epochs": 2}).budget_steps is None
+    assert recipe("imnet-ae").resolve("cpu", {"stages.1.epochs": 2}).budget_steps is None
+    assert recipe("ldif").resolve("cpu", {"epochs": 2, "budget_steps": 50}).budget_steps == 50
+    assert recipe("ldif").resolve("cpu", {"train.learning_rate": 1e-4}).budget_steps == ldif.LDIF_CPU_STEPS
     # the paper preset keeps every published value the short-budget options change
     p = ldif.PRESETS["ldif"]["paper"]
     assert (p.element_init, p.decoder_topk, p.model.hardness, p.lr_schedule) == ("zero", 0, 100.0, "constant")

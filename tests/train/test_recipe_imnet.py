@@ -28,7 +28,7 @@ TINY = {
                {"level": 64, "epochs": 3, "batch_size": 2, "points": 512}],
     "train.checkpoint_every_steps": 2, "train.checkpoint_every_seconds": None, "train.log_every_steps": 1,
     "train.keep_checkpoints": 5, "train.learning_rate": 1e-3, "train.tensorboard": False,
-    "train.async_checkpointing": False, "eval_batch": 32768,
+    "train.async_checkpointing": False, "eval_batch": 32768, "budget_steps": None,
 }
 TOTAL_STEPS = 6
 
@@ -60,6 +60,9 @@ if __name__ == "__main__":
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from impax.configs import override  # noqa: E402
+from impax.models import imnet_s2d as S2D  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from impax.inference.imnet import load_ae  # noqa: E402
@@ -117,10 +120,10 @@ def test_presets_are_frozen_and_paper_matches_imnet_pytorch():
     assert p.point_mode == "chunk"
     with pytest.raises(Exception):
         p.point_mode = "random"  # frozen
-    cpu = R.apply_overrides(R.PRESETS["cpu"], {"model.gf_dim": 8, "stages.2.epochs": 7})
+    cpu = override(R.PRESETS["cpu"], {"model.gf_dim": 8, "stages.2.epochs": 7})
     assert cpu.model.gf_dim == 8 and cpu.stages[2].epochs == 7 and cpu.stages[0] == R.CPU.stages[0]
     with pytest.raises(ValueError, match="unknown config key"):
-        R.apply_overrides(R.CPU, {"model.nope": 1})
+        override(R.CPU, {"model.nope": 1})
     # every preset's level stages fit the stored IM-NET sample counts (4096 / 4096 / 16384)
     stored = {16: 4096, 32: 4096, 64: 16384}
     for name, preset in R.PRESETS.items():
@@ -143,7 +146,7 @@ def test_space_to_depth_encoder_equals_the_model_encoder():
     vox = (rng.random((2, 64, 64, 64)) > 0.6).astype(np.float32)
     enc = VoxelEncoder(IMNetConfig(ef_dim=4, z_dim=16), rngs=nnx.Rngs(3))
     a = np.asarray(enc(vox))
-    b = np.asarray(jax.jit(lambda v: R.encode_s2d(enc, v))(vox))
+    b = np.asarray(jax.jit(lambda v: S2D.encode_s2d(enc, v))(vox))
     np.testing.assert_allclose(b, a, atol=1e-5)
     assert a.std() > 1e-3  # not a constant output
 
@@ -157,22 +160,22 @@ def test_space_to_depth_encoder_equals_the_model_encoder():
                                             dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
 
     for form in ("columns", "product"):
-        np.testing.assert_allclose(np.asarray(R._conv_s2d(x, w, form)), np.asarray(ref(x, w)), atol=1e-4)
+        np.testing.assert_allclose(np.asarray(S2D._conv_s2d(x, w, form)), np.asarray(ref(x, w)), atol=1e-4)
         for argnum in (0, 1):
             g_ref = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(ref(x, w))), argnum)(x, w)
-            g_s2d = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(R._conv_s2d(x, w, form))), argnum)(x, w)
+            g_s2d = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(S2D._conv_s2d(x, w, form))), argnum)(x, w)
             np.testing.assert_allclose(np.asarray(g_s2d), np.asarray(g_ref), atol=1e-4)
     with pytest.raises(ValueError, match="form"):
-        R._conv_s2d(x, w, "direct")
+        S2D._conv_s2d(x, w, "direct")
 
     # the first layer's per-shape form (1 input channel, narrow-product kernel gradient)
     x1 = jax.numpy.asarray(rng.random((3, 8, 8, 8, 1)) > 0.5, jax.numpy.float32)
     w1 = jax.numpy.asarray(rng.normal(size=(4, 4, 4, 1, 6)), jax.numpy.float32)
-    per = jax.jit(R.conv_s2d_per_shape)
+    per = jax.jit(S2D.conv_s2d_per_shape)
     np.testing.assert_allclose(np.asarray(per(x1, w1)), np.asarray(ref(x1, w1)), atol=1e-4)
     for argnum in (0, 1):
         g_ref = jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(ref(x, w))), argnum)(x1, w1)
-        g_per = jax.jit(jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(R.conv_s2d_per_shape(x, w))),
+        g_per = jax.jit(jax.grad(lambda x, w: jax.numpy.sum(jax.numpy.sin(S2D.conv_s2d_per_shape(x, w))),
                                  argnum))(x1, w1)
         np.testing.assert_allclose(np.asarray(g_per), np.asarray(g_ref), atol=1e-4)
 
@@ -185,8 +188,8 @@ def test_narrow_matmul_equals_matmul_with_its_gradients():
     def loss(f):
         return lambda a, w: jax.numpy.sum(jax.numpy.cos(f(a, w)) * jax.numpy.arange(3.0))
 
-    np.testing.assert_allclose(np.asarray(R._matmul_narrow(a, w)), np.asarray(a @ w), rtol=1e-5, atol=1e-5)
-    got = jax.jit(jax.grad(loss(R._matmul_narrow), (0, 1)))(a, w)
+    np.testing.assert_allclose(np.asarray(S2D._matmul_narrow(a, w)), np.asarray(a @ w), rtol=1e-5, atol=1e-5)
+    got = jax.jit(jax.grad(loss(S2D._matmul_narrow), (0, 1)))(a, w)
     want = jax.grad(loss(jax.numpy.matmul), (0, 1))(a, w)
     for g, h in zip(got, want):
         assert g.shape == h.shape
@@ -211,8 +214,8 @@ def test_run_writes_run_json_checkpoints_zs_and_iou(full_run, tiny_data):
 
     store = ShapeStore(tiny_data)
     ids = store.ids("train")
-    model, cfg = load_ae(run)
-    assert isinstance(model, IMNetAE) and cfg.model.z_dim == 16
+    model, _ = load_ae(run)
+    assert isinstance(model, IMNetAE) and model.cfg.z_dim == 16
     with h5py.File(run / "zs_train.hdf5", "r") as f:
         assert list(f.keys()) == ["zs"]
         zs = f["zs"][()]
@@ -261,7 +264,7 @@ def test_sigkill_halfway_then_rerun_equals_uninterrupted(full_run, tiny_data, tm
     summary = R.train("imnet-ae", tiny_data, killed, preset="cpu", overrides=TINY, seed=1, progress=False)
     assert summary["stopped"] == "done" and summary["global_step"] == TOTAL_STEPS
     _assert_same(_params(killed), _params(run))
-    model = R.build_model(R.config_from_dict(json.loads((run / "run.json").read_text())["config"]).model)
+    model = R.build_model(R.RECIPES["imnet-ae"].from_run_json(json.loads((run / "run.json").read_text())))
     meta = load_model(killed, model)
     assert meta["position"]["global_step"] == TOTAL_STEPS
 

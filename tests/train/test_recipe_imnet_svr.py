@@ -95,7 +95,7 @@ def test_svr_run_freezes_the_decoder_and_records_both_ious(svr_run, tiny_ae):
     from impax.conventions import imnet_grid_centres
     from impax.inference.imnet import load_ae
     from impax.inference.imnet_svr import load_svr
-    from impax.train.recipes.imnet_gan import read_codes
+    from impax.data.latents import read_codes
 
     run, report = svr_run
     data, ae_run = tiny_ae
@@ -103,7 +103,7 @@ def test_svr_run_freezes_the_decoder_and_records_both_ious(svr_run, tiny_ae):
     assert info["recipe"] == "imnet-svr" and Path(info["ae_run"]) == ae_run.absolute() and info["n_train"] == 4
     model, cfg, _ = load_svr(run)
     ae, _ = load_ae(ae_run)
-    dec, ref = _params(model.decoder), _params(ae.generator)
+    dec, ref = _params(model.generator), _params(ae.generator)
     assert dec.keys() == ref.keys()
     for k in dec:
         np.testing.assert_array_equal(dec[k], ref[k], err_msg=k)  # frozen, bit for bit

@@ -14,7 +14,7 @@ from impax.data.pipeline import PrepareConfig
 from impax.data.prepare import prepare
 from impax.data.store import ShapeStore
 from impax.geometry.shapes import generate
-from impax.train.recipes.ldif import set_training
+from impax.models.ldif_model import set_training
 
 #: A tiny LDIF (4 + 2 elements, 8-d latents) and a tiny encoder; 3 shapes, 2 for training.
 TINY = {"model.element_count": 4, "model.symmetric_count": 2, "model.latent_size": 8, "model.decoder_width": 8,
@@ -228,15 +228,15 @@ def test_zero_decoder_output_starts_ldif_as_its_sif(store_dir):
 def test_presets_and_init_option():
     """Every recipe offers paper/cpu/demo/quick; the original's init stays the default; unknown
     init names are refused; runs started before the option existed resume (missing key = default)."""
-    from impax.train.recipes.ldif import PRESETS, LdifRunConfig, config_from_dict
+    from impax.train.recipes.ldif import PRESETS, RECIPES, LdifRecipeConfig
 
     for name in ("ldif", "sif", "sifpp"):
         assert {"paper", "cpu", "demo", "quick"} <= set(PRESETS[name])
         assert PRESETS[name]["paper"].decoder_output_init == "glorot"
-    assert LdifRunConfig().decoder_output_init == "glorot"
+    assert LdifRecipeConfig().decoder_output_init == "glorot"
     with pytest.raises(ValueError, match="decoder_output_init"):
-        LdifRunConfig(decoder_output_init="ones")
-    assert config_from_dict({"epochs": 3}).decoder_output_init == "glorot"
+        LdifRecipeConfig(decoder_output_init="ones")
+    assert RECIPES["ldif"].from_run_json({"config": {"epochs": 3}}).decoder_output_init == "glorot"
 
 
 def test_init_from_copies_weights_and_is_part_of_the_run(store_dir, tmp_path):

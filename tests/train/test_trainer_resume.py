@@ -107,7 +107,7 @@ def test_fit_matches_handwritten_optax_loop(tmp_path):
     stages = tiny_run.make_stages(epochs=(2, 1))
     cfg = _cfg()
     result = fit(tiny_run.make_model(), stages, tmp_path / "run", cfg)
-    assert result.stopped == "completed" and result.global_step == 18
+    assert result.stopped == "done" and result.global_step == 18
     ref = reference_params(stages, cfg)
     _assert_params_close(tiny_run.params_of(result.model), ref, atol=2e-6)
     # The comparison is sensitive: one step fewer is far from it.
@@ -132,7 +132,7 @@ def test_max_steps_then_resume_in_process(tmp_path, stop_at):
     assert part.checkpoint_step == stop_at
     # A new model object: everything must come from the checkpoint.
     rest = fit(tiny_run.make_model(seed=99), stages, tmp_path / "part", cfg)
-    assert rest.stopped == "completed" and rest.global_step == 24
+    assert rest.stopped == "done" and rest.global_step == 24
     _assert_params_close(tiny_run.params_of(rest.model), tiny_run.params_of(full.model), atol=1e-6)
     # Stage 1 re-initialised Adam: the independent loop with the same reset agrees ...
     ref = reference_params(stages, cfg)

@@ -1,5 +1,19 @@
 """``impax evaluate PRED GT``: reconstruction metrics (or generation metrics) of meshes.
 
+Both meshes of a pair are scored in one frame, set by the ground truth (``--frame``):
+
+  gt-unit   (default) bounding box centred, diagonal 1 — IM-NET's frame, scale-free: a shape and
+            its 100x copy score the same
+  occnet    bounding box centred, largest extent 1 — OccNet's unit-cube frame
+  gaps      area-weighted centroid at 0, PCA scale 0.25 — LDIF's GAPS frame
+  original  each mesh's own units (Chamfer and tau=0.01 then mean different things per shape;
+            a warning says so when the ground truths' sizes differ by more than 2x)
+
+Metrics: chamfer_l1/l2, fscore (tau, default 0.01 in the frame's units), fscore_2tau, fscore_bbox
+(tau = 1% of the ground truth's bounding-box diagonal, whatever the frame), precision, recall,
+normal_consistency, iou (uniform samples in the padded box) and iou_voxels (IM-NET's 64^3). The IoU
+of an open (not watertight) ground truth is marked in the tables.
+
 Writes ``per_shape.csv``, ``summary.md`` and ``summary.json`` to ``--out`` and prints the Markdown
 table. Exit status: 0 when every shape was scored normally, 3 when some were empty, missing or
 unreadable (they still get defined scores), 1 when nothing could be evaluated or an argument is
@@ -12,6 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from impax.conventions import EVAL_FRAMES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -20,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("pred", help="predicted mesh file, or a folder of them")
     p.add_argument("gt", help="ground-truth mesh file, or a folder of them (class = first sub-folder)")
     p.add_argument("--out", default=None, help="output folder (default: PRED's folder / 'eval')")
+    p.add_argument("--frame", choices=EVAL_FRAMES, default="gt-unit",
+                   help="frame both meshes are scored in, set by the ground truth (default gt-unit; see above)")
     p.add_argument("--samples", type=int, default=100_000, help="surface samples per mesh, >= 1 (default 100000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--tau", type=float, default=0.01, help="F-score threshold, LDIF's 0.01 (default)")
@@ -36,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from impax.evaluation import tables
     from impax.evaluation.metrics import METRICS, MetricsConfig
-    from impax.evaluation.runner import evaluate_pairs, pair_files, unmatched_predictions
+    from impax.evaluation.runner import evaluate_pairs, pair_files, scale_spread, unmatched_predictions
 
     from impax.commands._checks import at_least, out_folder
 
@@ -72,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{i + 1}/{len(pairs)}] {r['id']}: F={_f(r.get('fscore'))} CD-L1={_f(r.get('chamfer_l1'))} "
               f"IoU={_f(r.get('iou'))}{note}", file=sys.stderr)
 
-    records = evaluate_pairs(pairs, cfg, progress)
+    records = evaluate_pairs(pairs, cfg, progress, frame=args.frame)
+    spread = scale_spread(records)
+    if args.frame == "original" and spread > 2:
+        print(f"warning: the ground truths' sizes differ by {spread:.3g}x; in --frame original the means mix "
+              "units (tau and Chamfer are absolute): use --frame gt-unit for comparable numbers", file=sys.stderr)
     summary = tables.summarize(records, metrics)
     summary["config"] = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
     tables.write_csv(records, out / "per_shape.csv", metrics)
@@ -100,18 +122,19 @@ def _run_generation(pred: Path, gt: Path, out: Path, args: argparse.Namespace) -
     if not pred.is_dir() or not gt.is_dir():
         print("impax evaluate --generation: PRED and GT must both be folders", file=sys.stderr)
         return 1
-    gen, p1 = sample_set(_mesh_files(pred), args.gen_points, seed=args.seed)
-    ref, p2 = sample_set(_mesh_files(gt), args.gen_points, seed=args.seed + 1_000_003)
+    gen, p1 = sample_set(_mesh_files(pred), args.gen_points, seed=args.seed, frame=args.frame)
+    ref, p2 = sample_set(_mesh_files(gt), args.gen_points, seed=args.seed + 1_000_003, frame=args.frame)
     for msg in p1 + p2:
         print(f"warning: {msg}", file=sys.stderr)
     if not gen or not ref:
         print("impax evaluate --generation: need at least one non-empty mesh in each set", file=sys.stderr)
         return 1
     res = generation_metrics(gen, ref)
-    md = ("| metric | value |\n|---|---|\n"
+    md = (f"Frame: {tables.FRAME_TEXT[args.frame]} (each shape by its own bounding box).\n\n"
+          "| metric | value |\n|---|---|\n"
           + "".join(f"| {k} | {v:.6g} |\n" for k, v in res.items()))
     out.mkdir(parents=True, exist_ok=True)
     (out / "generation.md").write_text(md)
-    tables.write_json({"generation": res, "problems": p1 + p2}, out / "generation.json")
+    tables.write_json({"generation": res, "problems": p1 + p2, "frame": args.frame}, out / "generation.json")
     print(md)
     return 3 if p1 or p2 else 0

@@ -84,9 +84,9 @@ def _check_new_run(out: Path) -> None:
 
 
 def _data_voxels(data: str, split: str) -> tuple[Any, list[str], Any]:
-    from impax.train.recipes.imnet import _Data
+    from impax.data.voxel_source import VoxelSource
 
-    src = _Data(data)
+    src = VoxelSource(data)
     splits = src.splits()
     if src.kind == "store" and split not in splits:
         raise ValueError(f"--split {split!r}: {data} has the splits {', '.join(splits)}")
@@ -109,13 +109,17 @@ def write_imnet_run(model: Any, out: str | Path, source: dict[str, Any], data: s
     from impax.configs import to_dict
     from impax.train import Position, TrainConfig
     from impax.train.checkpoint import CheckpointStore, named_leaves, to_host
-    from impax.train.recipes.common import write_run_json
-    from impax.train.recipes.imnet import PAPER, export_latents
+    from impax.data.latents import write_codes
+    from impax.models.imnet_codes import encode_voxels
+    from impax.train.registry import recipe
+    from impax.train.runs import write_run_json
+
+    ae_recipe = recipe("imnet-ae")
 
     out = Path(out)
     _check_new_run(out)
     loaded = _data_voxels(data, split) if data else None  # fail on bad data before writing anything
-    cfg = dataclasses.replace(PAPER, model=model.cfg, train_split=split)
+    cfg = dataclasses.replace(ae_recipe.preset("paper"), model=model.cfg, train_split=split)
     info: dict[str, Any] = {"recipe": "imnet-ae", "family": "imnet", "preset": "imported", "config": to_dict(cfg),
                             "seed": int(seed), "imported_from": source}
     if data:
@@ -137,7 +141,7 @@ def write_imnet_run(model: Any, out: str | Path, source: dict[str, Any], data: s
                                "parameters": int(sum(int(v.size) for v in arrays.values()))}
     if loaded is not None:
         _, names, vox = loaded
-        path, zs = export_latents(model, vox, names, out)
+        path = write_codes(out, encode_voxels(model, vox), names)
         summary.update(data=info["data"], split=split, latents=str(path), shapes=len(names))
     return summary
 

@@ -30,9 +30,9 @@ def check_shape(run: str, spec: str) -> None:
     if kind == "store":
         known = ShapeStore(data).ids()
     elif kind == "hdf5":
-        from impax.data.imnet_hdf5 import ImnetHdf5
+        from impax.data.imnet_hdf5 import IMNetHdf5
 
-        with ImnetHdf5(data) as f:
+        with IMNetHdf5(data) as f:
             known = list(f.names)
     else:
         return  # no data to look it up in here: the model's loader says what is wrong

@@ -41,16 +41,22 @@ def _parse_set(items: list[str]) -> dict[str, object]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    # Recipe names come from a light module: importing impax.train here would load JAX for every CLI call.
-    from impax.inference.families import RECIPE_FAMILY as RECIPES
+    # The registry is a light module (no JAX): --help stays fast.
+    from impax.train.registry import RECIPES
 
     p = sub.add_parser("train", help="train IM-NET (imnet-ae|imnet-gan|imnet-svr) or SIF/LDIF (ldif|sif|sifpp)",
                        description=__doc__)
     p.add_argument("recipe", choices=sorted(RECIPES), help="what to train")
-    p.add_argument("--data", required=True, help="prepared data (an `impax prepare` output, an IM-NET HDF5 file, "
-                   "or for imnet-gan/imnet-svr the IM-AE run directory where the recipe says so)")
-    p.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
-    p.add_argument("--preset", default="cpu", help="configuration preset (default: cpu; 'paper' reproduces the paper)")
+    p.add_argument("--data", default=None, help="prepared data (an `impax prepare` output, an IM-NET HDF5 file, "
+                   "or for imnet-gan/imnet-svr the IM-AE run directory); required to train")
+    p.add_argument("--out", default=None, help="run directory (created; an existing one is resumed); required to train")
+    p.add_argument("--preset", default="cpu", help="configuration preset (default: cpu; 'paper' reproduces the paper; "
+                   "--list-presets shows them)")
+    p.add_argument("--list-presets", action="store_true", help="list the recipe's presets with one line each, and exit")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the full resolved config (preset, --config, --set) with each field's help, and exit")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="a JSON or TOML file of config fields (nested like --show-config's keys), applied before --set")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -84,84 +90,6 @@ def distributed_spec(args: argparse.Namespace):
         raise SystemExit(f"impax train: {e}") from None
 
 
-#: Evaluations run by the command after a recipe's training (they live in layers above ``train``):
-#: ``"module:function"`` called as ``function(run_dir, summary) -> summary``.
-AFTER_TRAINING = {"imnet-gan": "impax.evaluation.gan:after_training"}
-
-
-def preset_config(mod: Any, recipe: str, preset: str) -> Any:
-    """The preset's config of a recipe module (``PRESETS[name]`` or ``PRESETS[recipe][name]``);
-    ``ValueError`` naming the choices for an unknown preset; ``None`` when the module has no presets."""
-    presets = getattr(mod, "PRESETS", None)
-    if isinstance(presets, dict) and isinstance(presets.get(recipe), dict):
-        presets = presets[recipe]
-    if not isinstance(presets, dict):
-        return None
-    if preset not in presets:
-        raise ValueError(f"unknown {recipe} preset {preset!r}; choose from {', '.join(sorted(presets))}")
-    return presets[preset]
-
-
-def _type_ok(tp: Any, value: Any) -> bool:
-    if tp is Any or tp is object:
-        return True
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_type_ok(a, value) for a in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if origin in (tuple, list) or tp in (tuple, list):
-        return isinstance(value, list)
-    if origin is dict or tp is dict or dataclasses.is_dataclass(tp):
-        return isinstance(value, dict)
-    return True  # a type this check does not know: the config's own validation decides
-
-
-def _describe(tp: Any) -> str:
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    if tp in names:
-        return names[tp]
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if len(args) == 1 and type(None) in typing.get_args(tp):
-        return f"{_describe(args[0])} or null"
-    return "a JSON list" if typing.get_origin(tp) in (tuple, list) else str(tp)
-
-
-def check_overrides(cfg: Any, overrides: dict[str, Any]) -> None:
-    """Every ``--set`` key must name a field of ``cfg`` (dotted, list items by index) and its value
-    must have the field's type; ``ValueError`` naming the first that does not."""
-    for key, value in overrides.items():
-        obj, tp = cfg, type(cfg)
-        for part in key.split("."):
-            if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-                fields = {f.name for f in dataclasses.fields(obj)}
-                if part not in fields:
-                    raise ValueError(f"--set {key}: unknown config key {key!r}")
-                tp = typing.get_type_hints(type(obj)).get(part, Any)
-                obj = getattr(obj, part)
-            elif isinstance(obj, dict) and part in obj:
-                args = typing.get_args(tp)
-                tp = args[1] if len(args) == 2 else Any
-                obj = obj[part]
-            elif isinstance(obj, (tuple, list)) and part.isdigit() and int(part) < len(obj):
-                args = typing.get_args(tp)
-                tp = args[0] if args and (len(args) == 2 and args[1] is Ellipsis or len(args) == 1) else (
-                    args[int(part)] if int(part) < len(args) else Any)
-                obj = obj[int(part)]
-            else:
-                raise ValueError(f"--set {key}: unknown config key {key!r}")
-        if not _type_ok(tp, value):
-            raise ValueError(f"--set {key}={json.dumps(value)}: expected {_describe(tp)}")
-
-
 def _has_checkpoint(run_dir: Path) -> bool:
     ckpts = run_dir / "checkpoints"
     return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
@@ -187,25 +115,44 @@ def _roll_back(run_dir: Path, before: set[str] | None, lock: Any) -> None:
             pass
 
 
+def _list_presets(recipe: Any) -> str:
+    lines = [f"presets of {recipe.name} (impax train {recipe.name} --preset NAME):"]
+    for name, cfg in sorted(recipe.presets.items()):
+        doc = {"paper": "the published settings", "cpu": "sized for 2 CPU cores (minutes)",
+               "demo": "what impax demo trains", "quick": "smoke runs (seconds)",
+               "pretrain": "what made impax's shipped pretrained weights"}.get(name, "")
+        lines.append(f"  {name:<10} {doc}")
+    return "\n".join(lines)
+
+
+def _show_config(cfg: Any) -> str:
+    from impax.configs import describe
+
+    rows = describe(cfg)
+    width = max(len(k) for k, _, _ in rows)
+    return "\n".join(f"{k:<{width}} = {json.dumps(v, default=str):<14} {h}" for k, v, h in rows)
+
+
 def run(args: argparse.Namespace) -> int:
+    from impax.configs import load_overrides
     from impax.train.distributed import initialize, process_index
-    from impax.train.recipes import recipe_module
+    from impax.train.registry import info, recipe as get_recipe
     from impax.train.trainer import last_stop_signal, run_lock
 
+    recipe = get_recipe(args.recipe)
+    if args.list_presets:
+        print(_list_presets(recipe))
+        return 0
     if args.max_steps is not None and args.max_steps < 0:
         raise ValueError(f"--max-steps must be >= 0, got {args.max_steps}")
-    overrides = _parse_set(args.set)
-    mod = recipe_module(args.recipe)
-    cfg = preset_config(mod, args.recipe, args.preset)
-    if cfg is not None:
-        check_overrides(cfg, overrides)
-    kw = {}
-    if args.init_from:
-        import inspect
-
-        if "init_from" not in inspect.signature(mod.train).parameters:
-            raise ValueError(f"--init-from is not supported by {args.recipe}")
-        kw["init_from"] = args.init_from
+    overrides = {**(load_overrides(args.config) if args.config else {}), **_parse_set(args.set)}
+    cfg = recipe.resolve(args.preset, overrides)  # preset, keys and types checked before anything is written
+    if args.show_config:
+        print(_show_config(cfg))
+        return 0
+    if not args.data or not args.out:
+        raise ValueError("impax train needs --data and --out (or --list-presets / --show-config)")
+    kw = {"init_from": args.init_from} if args.init_from else {}
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
@@ -216,14 +163,14 @@ def run(args: argparse.Namespace) -> int:
     lock = run_lock(out, process_index())
     with lock:
         try:
-            summary = mod.train(args.recipe, data=args.data, out=args.out, preset=args.preset,
+            summary = recipe.train(args.recipe, data=args.data, out=args.out, preset=args.preset,
                                 overrides=overrides, seed=args.seed, max_steps=args.max_steps,
                                 progress=not args.no_progress, **kw)
         except BaseException:
             if primary and fresh and not _has_checkpoint(out):
                 _roll_back(out, before, lock)
             raise
-        after = AFTER_TRAINING.get(args.recipe)
+        after = info(args.recipe).after_training
         if after is not None:
             import importlib
 

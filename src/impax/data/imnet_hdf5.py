@@ -71,7 +71,7 @@ def points_to_coords(points: np.ndarray) -> np.ndarray:
     return (np.asarray(points, dtype=np.float32) + 0.5) / 256.0 - 0.5
 
 
-class ImnetHdf5Writer:
+class IMNetHdf5Writer:
     """Incremental writer of the official layout (resizable along the shape axis).
 
     Use as a context manager; :meth:`append` one shape at a time. Writes are deterministic
@@ -120,7 +120,7 @@ class ImnetHdf5Writer:
             self._f = None
             names_path(self.path).write_text("".join(n + "\n" for n in self.names))
 
-    def __enter__(self) -> ImnetHdf5Writer:
+    def __enter__(self) -> IMNetHdf5Writer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -133,7 +133,7 @@ def write_imnet_hdf5(path: str | Path, names: Sequence[str], voxels: np.ndarray,
     """Write a whole official-layout file from stacked arrays (``points[R]`` [N,n,3], ...)."""
     levels = tuple(sorted(points))
     counts = {lv: int(np.shape(points[lv])[1]) for lv in levels}
-    with ImnetHdf5Writer(path, levels, counts, pixels=pixels is not None) as w:
+    with IMNetHdf5Writer(path, levels, counts, pixels=pixels is not None) as w:
         for i, name in enumerate(names):
             w.append(name, voxels[i], {lv: points[lv][i] for lv in levels},
                      {lv: values[lv][i] for lv in levels}, None if pixels is None else pixels[i])
@@ -151,7 +151,7 @@ def _as_uint8(a: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     return a.reshape(shape)
 
 
-class ImnetHdf5:
+class IMNetHdf5:
     """Lazy reader of an IM-NET HDF5 file (official ``all_vox256_img_*.hdf5`` or written by impax).
 
     Extra datasets are ignored; ``pixels`` may be missing (``has_pixels``); the name list is read
@@ -208,7 +208,7 @@ class ImnetHdf5:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> ImnetHdf5:
+    def __enter__(self) -> IMNetHdf5:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,7 +17,7 @@ the shapes of a batch are opened and only the sampled rows of their point arrays
   (``point_mode="chunk"``, ``modelAE.py::train``).
 * :func:`ldif_loader` — LDIF batches: 1024 of the 100k uniform and 1024 of the 100k near-surface
   samples per shape per step (``spc=1024``), the 32^3 SDF grid, and the depth images or surface points.
-* :class:`ImnetHdf5Loader` — the same IM-NET batches from an official ``all_vox256_img_*.hdf5`` file,
+* :class:`IMNetHdf5Loader` — the same IM-NET batches from an official ``all_vox256_img_*.hdf5`` file,
   held in memory like IM-NET-pytorch does (or read lazily with ``in_memory=False``).
 
 Damaged data: a store loader leaves out the records that are missing or whose size differs from
@@ -335,17 +335,17 @@ def ldif_loader(store: ShapeStore | str | Path, split: str | None = "train", bat
                        point_mode="random", seed=seed, **kw)
 
 
-class ImnetHdf5Loader(BatchLoader):
+class IMNetHdf5Loader(BatchLoader):
     """IM-NET batches (as :func:`imnet_loader`) from an IM-NET HDF5 file, e.g. the official
     ``all_vox256_img_train.hdf5``; loaded into memory unless ``in_memory=False``."""
 
     def __init__(self, path: str | Path, level: int = 64, batch_size: int = 32, points: int = 4096, seed: int = 0,
                  point_mode: str = "chunk", pixels: bool = False, in_memory: bool = True, shuffle: bool = True,
                  drop_last: bool = True, prefetch: int = 2) -> None:
-        from impax.data.imnet_hdf5 import ImnetHdf5
+        from impax.data.imnet_hdf5 import IMNetHdf5
 
         try:
-            self.file = ImnetHdf5(path)
+            self.file = IMNetHdf5(path)
             self.level, self.points, self.point_mode, self.pixels = level, int(points), point_mode, pixels
             self.names = self.file.names
             keys = ["voxels", f"points_{level}", f"values_{level}"] + (["pixels"] if pixels else [])

@@ -191,7 +191,7 @@ class EvalShape:
     """What OccNet scores a reconstruction against, in OccNet's frame.
 
     * IoU: ``occupancy(pred_mesh, iou_points)`` against ``iou_occupancies``
-      (:func:`impax.evaluation.metrics.iou_from_occupancy` with
+      (:func:`impax.geometry.voxels.occupancy_iou` with
       :func:`impax.geometry.inside.occupancy`);
     * surface metrics: the prediction's surface samples against ``surface_points`` /
       ``surface_normals`` (:func:`impax.evaluation.metrics.point_metrics`).

@@ -367,7 +367,7 @@ def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path
     Shapes of ``split`` (all when None) in id order; names are ``<class>/<model id>`` like the
     official lists. ``pixels`` defaults to "when every shape has 24 views of 137^2".
     """
-    from impax.data.imnet_hdf5 import ImnetHdf5Writer
+    from impax.data.imnet_hdf5 import IMNetHdf5Writer
 
     ids = store.ids(split)
     if not ids:
@@ -391,7 +391,7 @@ def export_imnet_hdf5(store: ShapeStore, split: str | None, out_path: str | Path
     check_free_space(out_path.parent, len(ids) * per_shape + (1 << 20), out_path)
     tmp = tmp_path(out_path)
     try:
-        with ImnetHdf5Writer(tmp, levels, counts, pixels=pixels) as w:
+        with IMNetHdf5Writer(tmp, levels, counts, pixels=pixels) as w:
             for sid in ids:
                 with store.open(sid) as f:
                     a = {k: _decode_attr(v) for k, v in f.attrs.items()}

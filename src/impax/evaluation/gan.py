@@ -18,6 +18,10 @@ import numpy as np
 
 from impax.conventions import IMNET_BOX_HALF, Transform
 
+#: Where the end-of-training evaluation writes its report and its sample meshes (in the GAN run).
+EVAL_FILE = "eval_generation.json"
+SAMPLES_DIR = "samples"
+
 
 def _transform(v: Any) -> Transform | None:
     if isinstance(v, str):
@@ -47,14 +51,14 @@ def reference_points(ae_run: str | Path, kind: str, n_points: int, max_reference
     (``surface``: stored ground-truth surface samples; ``voxels``: surface of the stored 64³
     voxels; ``recon``: meshes of the AE's decoded training codes) and the shape names.
     ``kind="auto"`` prefers ``surface``, then ``voxels``."""
+    from impax.data.latents import ZS_FILE, read_codes
+    from impax.data.voxel_source import VoxelSource
     from impax.geometry.sampling import surface_samples
-    from impax.inference.families import read_run
-    from impax.train.recipes.imnet import _Data, config_from_dict
-    from impax.train.recipes.imnet_gan import read_codes
+    from impax.train.runs import read_run
 
     ae_run = Path(ae_run)
     info = read_run(ae_run)
-    zs, names = read_codes(ae_run / "zs_train.hdf5")
+    zs, names = read_codes(ae_run / ZS_FILE)
     idx = np.arange(len(names))
     if max_reference and len(idx) > max_reference:
         idx = np.unique(np.linspace(0, len(idx) - 1, max_reference).round().astype(int))
@@ -62,7 +66,7 @@ def reference_points(ae_run: str | Path, kind: str, n_points: int, max_reference
     rng = np.random.default_rng([int(seed), 11])
     src = None
     try:
-        src = _Data(info["data"])
+        src = VoxelSource(info["data"])
     except Exception:
         if kind in ("surface", "voxels"):
             raise
@@ -87,17 +91,17 @@ def reference_points(ae_run: str | Path, kind: str, n_points: int, max_reference
             take = rng.choice(len(pts), size=min(n_points, len(pts)), replace=False)
             clouds.append(np.asarray(pts[take], np.float32))
     elif kind == "voxels":
-        split = config_from_dict(info["config"]).train_split
+        split = info["config"].get("train_split", "train")
         vox = src.voxels(split, names)
         for v in vox:
             pts, _ = surface_samples(voxel_surface(v), n_points, rng)
             clouds.append(pts)
     else:
         if ae is None:
-            from impax.inference.imnet import load_ae
+            from impax.inference.imnet_decode import load_ae
 
             ae, _ = load_ae(ae_run)
-        from impax.inference.imnet import DecoderQuery, extract
+        from impax.inference.imnet_decode import DecoderQuery, extract
 
         query = DecoderQuery(ae.generator)
         for i in idx:
@@ -116,15 +120,15 @@ def evaluate(run: str | Path, count: int = 32, resolution: int = 64, n_points: i
     training set: ``nonempty_fraction`` and, over the non-empty samples, ``coverage``, ``mmd``
     and ``one_nna`` with the Chamfer-L2 distance of ``n_points``-point surface samples
     (:func:`impax.evaluation.generation.generation_metrics`). ``model``: an in-memory
-    :class:`~impax.train.recipes.imnet_gan.LatentGAN` to use instead of the run's checkpoint."""
+    :class:`~impax.models.imnet_gan.LatentGAN` to use instead of the run's checkpoint."""
     from impax.evaluation.generation import generation_metrics
     from impax.geometry.sampling import surface_samples
-    from impax.inference.imnet import load_ae
-    from impax.inference.imnet_gan import decode_and_save, generate_codes, load_gan, load_gan_config
-    from impax.train.recipes.imnet_gan import SAMPLES_DIR
+    from impax.inference.imnet_decode import load_ae
+    from impax.inference.imnet_gan import GANRun, decode_and_save, generate_codes, load_gan
+    from impax.train.runs import read_run
 
     t0 = time.perf_counter()
-    gan, cfg, _ = load_gan(run) if model is None else (model, *load_gan_config(run))
+    gan, cfg, _ = load_gan(run) if model is None else (model, GANRun.from_run_json(read_run(run)), None)
     if not cfg.ae_run:
         raise ValueError(f"{run}: run.json names no imnet-ae run to decode the codes")
     ae, _ = load_ae(cfg.ae_run)
@@ -156,19 +160,21 @@ def after_training(run: str | Path, summary: dict[str, Any]) -> dict[str, Any]:
     config asks for it (``eval_samples > 0``), :func:`evaluate` with the config's ``eval_*``
     settings, the report written to ``RUN/eval_generation.json``; returns ``summary`` with the
     headline numbers added (or the reason it was skipped)."""
-    from impax.inference.imnet_gan import load_gan_config
-    from impax.train.recipes.imnet_gan import EVAL_FILE
+    from impax.inference.imnet_gan import GANRun
+    from impax.train.runs import read_run
 
     if summary.get("stopped") != "done":
         return summary
-    cfg, _ = load_gan_config(run)
-    if cfg.eval_samples <= 0:
+    info = read_run(run)
+    c = info["config"]
+    if int(c.get("eval_samples", 0)) <= 0:
         return summary
-    if not cfg.ae_run:
+    if not GANRun.from_run_json(info).ae_run:
         return {**summary, "eval": "skipped: no imnet-ae run known to decode the codes (--set ae_run=PATH)"}
     t1 = time.perf_counter()
-    report = evaluate(run, count=cfg.eval_samples, resolution=cfg.eval_resolution, n_points=cfg.eval_points,
-                      reference=cfg.eval_reference, max_reference=cfg.eval_max_reference, seed=cfg.eval_seed)
+    report = evaluate(run, count=int(c["eval_samples"]), resolution=int(c["eval_resolution"]),
+                      n_points=int(c["eval_points"]), reference=str(c["eval_reference"]),
+                      max_reference=int(c["eval_max_reference"]), seed=int(c["eval_seed"]))
     report["global_step"] = summary.get("global_step")
     (Path(run) / EVAL_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     out = dict(summary)

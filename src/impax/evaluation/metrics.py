@@ -46,6 +46,7 @@ import numpy as np
 from impax.evaluation.sampling import area_weighted_samples
 from impax.geometry.inside import occupancy as inside_mesh
 from impax.geometry.sampling import uniform_samples
+from impax.geometry.voxels import occupancy_iou
 
 #: Metric names in table order, with the direction that is better.
 METRICS: dict[str, str] = {
@@ -140,14 +141,6 @@ def point_metrics(pred_pts: np.ndarray, pred_nrm: np.ndarray, gt_pts: np.ndarray
 
 
 # --------------------------------------------------------------------------- volumetric metrics
-def iou_from_occupancy(occ_pred: np.ndarray, occ_gt: np.ndarray) -> float:
-    """``|P and G| / |P or G|``; NaN when both are empty (undefined)."""
-    union = np.count_nonzero(occ_pred | occ_gt)
-    if union == 0:
-        return float("nan")
-    return float(np.count_nonzero(occ_pred & occ_gt) / union)
-
-
 def evaluation_cube(gt_mesh: Any, padding: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """OccNet's box: centred on the GT bounding box, side ``(1 + padding) x`` its largest extent."""
     b = np.asarray(gt_mesh.bounds, dtype=np.float64)
@@ -160,7 +153,7 @@ def iou_uniform(pred_mesh: Any, gt_mesh: Any, n: int = 100_000, seed: int = 0, p
     """Volumetric IoU on ``n`` uniform samples in OccNet's cube around the ground truth."""
     lo, hi = evaluation_cube(gt_mesh, padding)
     pts = 0.5 * (lo + hi) + uniform_samples(n, 0.5 * float(hi[0] - lo[0]), np.random.default_rng(seed))
-    return iou_from_occupancy(inside_mesh(pred_mesh, pts), inside_mesh(gt_mesh, pts))
+    return occupancy_iou(inside_mesh(pred_mesh, pts), inside_mesh(gt_mesh, pts))
 
 
 def voxel_centres(lo: np.ndarray, hi: np.ndarray, res: int) -> np.ndarray:
@@ -173,7 +166,7 @@ def iou_voxels(pred_mesh: Any, gt_mesh: Any, res: int = 64, padding: float = 0.1
     """IM-NET's voxel IoU: cell-centre occupancy of both meshes on a ``res``^3 grid over the cube."""
     lo, hi = evaluation_cube(gt_mesh, padding)
     c = voxel_centres(lo, hi, res)
-    return iou_from_occupancy(inside_mesh(pred_mesh, c), inside_mesh(gt_mesh, c))
+    return occupancy_iou(inside_mesh(pred_mesh, c), inside_mesh(gt_mesh, c))
 
 
 # --------------------------------------------------------------------------- mesh-level entry point

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from impax.evaluation.metrics import METRICS, MetricsConfig, empty_prediction_metrics, mesh_metrics
-
-MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
+from impax.geometry.mesh_io import MESH_SUFFIXES
+from impax.geometry.normalize import frame_transform, transform_mesh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,56 +92,75 @@ def unmatched_predictions(pred: str | Path, pairs: Iterable[Pair]) -> list[Path]
     return [p for p in _mesh_files(pred) if p.resolve() not in used]
 
 
-def evaluate_pair(pair: Pair, cfg: MetricsConfig = MetricsConfig()) -> dict[str, Any]:
-    """Metrics of one pair as a flat record; never raises for bad data (status/message say what happened)."""
+def evaluate_pair(pair: Pair, cfg: MetricsConfig = MetricsConfig(), frame: str = "original") -> dict[str, Any]:
+    """Metrics of one pair as a flat record, both meshes mapped first into ``frame`` by the ground
+    truth's transform (:data:`impax.conventions.EVAL_FRAMES`). Besides the metrics the record
+    has ``frame``, ``gt_diagonal`` (the ground truth's bounding-box diagonal in its own units) and
+    ``gt_closed`` (1 when the ground truth is watertight; the IoU of an open one rests on the
+    winding-number inside test and is marked in the tables). Never raises for bad data
+    (``status``/``message`` say what happened)."""
     rec: dict[str, Any] = {"id": pair.shape_id, "class": pair.cls, "pred": str(pair.pred) if pair.pred else "",
-                           "gt": str(pair.gt)}
+                           "gt": str(pair.gt), "frame": frame}
     nan = {k: float("nan") for k in METRICS}
     try:
         gt_mesh = load_mesh_lenient(pair.gt)
+        if len(gt_mesh.faces) == 0:
+            raise ValueError(f"{pair.gt}: ground truth is empty")
+        t = frame_transform(gt_mesh, frame)
     except ValueError as e:
         return {**rec, **nan, "status": "invalid-gt", "message": str(e)}
+    lo, hi = np.asarray(gt_mesh.bounds, np.float64)
+    rec.update(gt_diagonal=float(np.linalg.norm(hi - lo)), gt_closed=int(bool(gt_mesh.is_watertight)))
+    gt_mesh = transform_mesh(gt_mesh, t)
     if pair.pred is None:
-        if len(gt_mesh.faces) == 0:
-            return {**rec, **nan, "status": "invalid-gt", "message": f"{pair.gt}: ground truth is empty"}
         return {**rec, **empty_prediction_metrics(gt_mesh, cfg), "status": "missing",
                 "message": "no prediction found: scored as an empty surface"}
     try:
         pred_mesh = load_mesh_lenient(pair.pred)
     except ValueError as e:
-        import trimesh
-
-        pred_mesh, msg = trimesh.Trimesh(), str(e)
-        out = mesh_metrics(pred_mesh, gt_mesh, cfg)
-        return {**rec, **out, "status": "unreadable-prediction" if out["status"] != "invalid-gt" else out["status"],
-                "message": msg + "; scored as an empty surface"}
+        return {**rec, **empty_prediction_metrics(gt_mesh, cfg), "status": "unreadable-prediction",
+                "message": f"{e}; scored as an empty surface"}
     try:
+        if len(pred_mesh.faces):
+            pred_mesh = transform_mesh(pred_mesh, t)
         out = mesh_metrics(pred_mesh, gt_mesh, cfg)
     except Exception as e:  # last resort: one broken shape must not stop an evaluation of many
         return {**rec, **nan, "status": "error", "message": f"{type(e).__name__}: {e}"}
     return {**rec, **out}
 
 
+def scale_spread(records: Iterable[dict[str, Any]]) -> float:
+    """Largest over smallest ground-truth bounding-box diagonal (original units) of the scored
+    records; 1.0 with fewer than two. Above 2, means taken in the ``original`` frame mix scales."""
+    d = [r["gt_diagonal"] for r in records if r.get("gt_diagonal", 0) > 0]
+    return max(d) / min(d) if len(d) > 1 else 1.0
+
+
 def evaluate_pairs(pairs: Iterable[Pair], cfg: MetricsConfig = MetricsConfig(),
-                   progress: Callable[[int, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Evaluate every pair in order; ``progress(i, record)`` is called after each."""
+                   progress: Callable[[int, dict[str, Any]], None] | None = None,
+                   frame: str = "original") -> list[dict[str, Any]]:
+    """Evaluate every pair in order (in ``frame``); ``progress(i, record)`` is called after each."""
     records = []
     for i, p in enumerate(pairs):
-        r = evaluate_pair(p, cfg)
+        r = evaluate_pair(p, cfg, frame)
         records.append(r)
         if progress is not None:
             progress(i, r)
     return records
 
 
-def sample_set(paths: Iterable[Path], n_points: int, seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
-    """Area-weighted point clouds of the readable, non-empty meshes among ``paths`` (for generation metrics)."""
+def sample_set(paths: Iterable[Path], n_points: int, seed: int = 0,
+               frame: str = "original") -> tuple[list[np.ndarray], list[str]]:
+    """Area-weighted point clouds of the readable, non-empty meshes among ``paths``, each in its own
+    ``frame`` (for generation metrics)."""
     from impax.evaluation.sampling import area_weighted_samples
 
     clouds, problems = [], []
     for k, p in enumerate(paths):
         try:
             m = load_mesh_lenient(p)
+            if len(m.faces) and frame != "original":
+                m = transform_mesh(m, frame_transform(m, frame))
         except ValueError as e:
             problems.append(str(e))
             continue

@@ -26,7 +26,7 @@ def write_csv(records: Sequence[dict[str, Any]], path: str | Path, metrics: Sequ
     """One row per shape: id, class, status, the metrics, message."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cols = [*ID_COLUMNS, *metrics, "message"]
+    cols = [*ID_COLUMNS, *metrics, "frame", "gt_closed", "message"]
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -62,9 +62,21 @@ def summarize(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict
         classes[cls] = entry
     class_mean = {m: _mean([c[m] for c in classes.values()]) for m in metrics}
     shape_mean = {m: _mean([r.get(m) for r in records]) for m in metrics}
+    frames = sorted({str(r["frame"]) for r in records if r.get("frame")})
     return {"classes": classes, "class_mean": class_mean, "shape_mean": shape_mean,
             "count": len(records), "failed": sum(c["failed"] for c in classes.values()),
-            "empty": sum(c["empty"] for c in classes.values())}
+            "empty": sum(c["empty"] for c in classes.values()),
+            "frame": ", ".join(frames) or "original",
+            "open_gt": sum(1 for r in records if r.get("gt_closed") == 0)}
+
+
+#: What each scoring frame means, for the tables (see :data:`impax.conventions.EVAL_FRAMES`).
+FRAME_TEXT = {
+    "gt-unit": "gt-unit: both meshes mapped by the ground truth's bounding box, centred, diagonal 1 (IM-NET)",
+    "occnet": "occnet: both meshes mapped by the ground truth's bounding box, centred, largest extent 1 (OccNet)",
+    "gaps": "gaps: both meshes mapped by the ground truth's GAPS normalisation (centroid, PCA scale 0.25; LDIF)",
+    "original": "original: each mesh in its own units (distances and tau are in those units)",
+}
 
 
 def _isnan(v: Any) -> bool:
@@ -72,16 +84,22 @@ def _isnan(v: Any) -> bool:
 
 
 def markdown_table(summary: dict[str, Any], metrics: Sequence[str]) -> str:
-    """Rows: classes, then the class mean and the shape mean."""
+    """A line naming the scoring frame, rows of classes, the class mean and the shape mean, and a
+    note when some ground truths are open (their IoU rests on the winding-number inside test)."""
+    frame = summary.get("frame", "original")
     head = "| class | n | failed | empty | " + " | ".join(metrics) + " |"
     sep = "|" + "---|" * (4 + len(metrics))
-    lines = [head, sep]
+    lines = [f"Frame: {FRAME_TEXT.get(frame, frame)}.", "", head, sep]
     for cls, e in summary["classes"].items():
         lines.append(f"| {cls} | {e['count']} | {e['failed']} | {e['empty']} | "
                      + " | ".join(_cell(e[m]) for m in metrics) + " |")
     n, f, z = summary["count"], summary["failed"], summary["empty"]
     lines.append("| **class mean** | " + f"{n} | {f} | {z} | " + " | ".join(_cell(summary["class_mean"][m]) for m in metrics) + " |")
     lines.append("| **shape mean** | " + f"{n} | {f} | {z} | " + " | ".join(_cell(summary["shape_mean"][m]) for m in metrics) + " |")
+    if summary.get("open_gt") and any(m.startswith("iou") for m in metrics):
+        lines += ["", f"{summary['open_gt']} of {n} ground truths are open (not watertight): their IoU uses the "
+                      "generalised winding number as the inside test and is not comparable to a closed shape's "
+                      "(per_shape.csv: gt_closed = 0)."]
     return "\n".join(lines) + "\n"
 
 

@@ -115,13 +115,22 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
 def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
     """Write ``mesh``; the format follows the suffix (.ply .obj .off .stl .glb). Returns the path.
 
-    PLY and GLB are binary; OBJ/OFF keep full float precision so a round trip is exact to ~1e-12.
+    PLY and GLB are binary; OBJ/OFF keep full float precision so a round trip is exact to ~1e-12. An
+    empty mesh (no faces) gives a valid empty PLY or OBJ. The one mesh writer of impax.
     """
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in SAVE_SUFFIXES:
         raise ValueError(f"cannot save a mesh as {suffix!r}; use one of {', '.join(SAVE_SUFFIXES)}")
     p.parent.mkdir(parents=True, exist_ok=True)
+    if len(mesh.faces) == 0 and suffix in (".ply", ".obj"):
+        # trimesh refuses some empty exports; an empty PLY or OBJ is still a well-defined file
+        if suffix == ".ply":
+            p.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+                          b"property float z\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n")
+        else:
+            p.write_text("# empty mesh (no surface)\n")
+        return p
     plain = trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.faces), process=False)
     if suffix == ".obj":
         data = plain.export(file_type="obj", include_normals=False, include_texture=False, digits=17)

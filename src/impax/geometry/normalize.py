@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from impax.conventions import Transform
+from impax.conventions import EVAL_FRAMES, Transform
 
 #: ``msh2msh -scale`` factor used by LDIF's ``process_mesh_local.sh``.
 GAPS_SCALE = 0.25
@@ -81,6 +81,29 @@ def gaps_transform(mesh: trimesh.Trimesh) -> Transform:
     lmax = float(gaps_pca_variances(mesh, c)[0])
     scale = GAPS_SCALE / np.sqrt(lmax) if lmax > 0 else GAPS_SCALE
     return Transform.similarity(scale, -c, source="original", target="gaps")
+
+
+def occnet_transform_of(mesh: trimesh.Trimesh, padding: float = 0.0) -> Transform:
+    """original → "occnet": centre the bounding box, scale its largest extent to ``1 - padding``
+    (OccNet ``sample_mesh.py``: ``scale = max extent / (1 - bbox_padding)``, padding 0 by default)."""
+    lo, hi = np.asarray(mesh.bounds, dtype=np.float64)
+    extent = float(np.max(hi - lo))
+    if not extent > 0:
+        raise ValueError("mesh has a zero-size bounding box")
+    return Transform.similarity((1.0 - padding) / extent, -(lo + hi) / 2.0, source="original", target="occnet")
+
+
+def frame_transform(mesh: trimesh.Trimesh, frame: str) -> Transform:
+    """The transform of ``mesh`` (a ground truth) into one of :data:`impax.conventions.EVAL_FRAMES`."""
+    if frame == "gt-unit":
+        return imnet_transform(mesh)
+    if frame == "occnet":
+        return occnet_transform_of(mesh)
+    if frame == "gaps":
+        return gaps_transform(mesh)
+    if frame == "original":
+        return Transform.identity("original")
+    raise ValueError(f"unknown frame {frame!r}; choose from {', '.join(EVAL_FRAMES)}")
 
 
 def transform_mesh(mesh: trimesh.Trimesh, transform: Transform) -> trimesh.Trimesh:

@@ -176,3 +176,12 @@ def interpolate_grid(grid: np.ndarray, world2grid: np.ndarray, points: np.ndarra
                 wz = t[:, 2] if dz else 1.0 - t[:, 2]
                 out += wx * wy * wz * g[lo[:, 2] + dz, lo[:, 1] + dy, lo[:, 0] + dx]
     return out.astype(np.float32)
+
+
+def occupancy_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Intersection over union ``|P ∧ G| / |P ∨ G|`` of two boolean occupancies of the same points
+    (or grids). Two empty occupancies agree everywhere: their IoU is 1.0 (the one answer impax gives
+    for that case, in training reports and in evaluation alike)."""
+    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
+    union = np.count_nonzero(p | g)
+    return 1.0 if union == 0 else float(np.count_nonzero(p & g) / union)

@@ -100,28 +100,20 @@ class ExtractionResult:
         return self.queries / max(self.dense_queries, 1)
 
     def save(self, path: str | Path) -> Path:
-        """Write the mesh (.ply, .obj or .glb; format from the suffix)."""
-        return write_mesh(self.mesh, path)
+        """Write the mesh (:func:`impax.geometry.mesh_io.save_mesh`; format from the suffix)."""
+        from impax.geometry.mesh_io import save_mesh
+
+        return save_mesh(self.mesh, path)
 
 
-def write_mesh(mesh: Any, path: str | Path) -> Path:
-    """Write a mesh as .ply, .obj or .glb (an empty mesh gives a valid file with no faces)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".ply", ".obj", ".glb", ".off", ".stl"):
-        raise ValueError(f"{path}: unsupported mesh format {suffix!r} (use .ply, .obj or .glb)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if len(mesh.faces) == 0 and suffix == ".ply":
-        # trimesh refuses some empty exports; an empty PLY is still well defined.
-        path.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
-                         b"property float z\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n")
-        return path
-    if len(mesh.faces) == 0 and suffix == ".obj":
-        path.write_text("# empty mesh (no surface)\n")
-        return path
-    data = mesh.export(file_type=suffix[1:])
-    path.write_bytes(data if isinstance(data, bytes) else data.encode())
-    return path
+def coarse_resolution(resolution: int) -> int:
+    """The extractor's first level for a final ``resolution``: halved while above 32 and even
+    (64, 128, 256, 512 → 32, as MISE; 96 → 48; 100 → 25; an odd one is a single dense level). The
+    one rule of every family's extraction."""
+    c = int(resolution)
+    while c > 32 and c % 2 == 0:
+        c //= 2
+    return c
 
 
 def safe_name(name: str) -> str:
@@ -563,5 +555,5 @@ def jit_fn(fn: Callable[..., Any]) -> ImplicitFn:
 
 
 __all__ = ["ExtractionResult", "batch_buckets", "dense_grid", "extract_dense", "extract_mesh", "jit_fn", "safe_name",
-           "save_row", "warm_up", "write_mesh",
+           "save_row", "warm_up",
            "NAN_OUTSIDE_OFFSET"]

@@ -1,36 +1,25 @@
-"""Which inference module serves a run: ``RUN/run.json``'s recipe → family → module."""
+"""Which inference module serves a run (``RUN/run.json``'s recipe, :mod:`impax.train.registry`), and the
+input words of ``impax reconstruct``."""
 
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-#: model family → module with reconstruct()/sample()/interpolate().
-FAMILIES: dict[str, str] = {"imnet": "impax.inference.imnet", "ldif": "impax.inference.ldif"}
-#: recipe name → family.
-RECIPE_FAMILY: dict[str, str] = {
-    "imnet-ae": "imnet", "imnet-gan": "imnet", "imnet-svr": "imnet",
-    "ldif": "ldif", "sif": "ldif", "sifpp": "ldif",
-}
-
-
-def read_run(run: str | Path) -> dict[str, Any]:
-    path = Path(run) / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run}: not a training run (no run.json); train one with `impax train`")
-    return json.loads(path.read_text())
-
+from impax.train.runs import read_run
 
 def family_module(run: str | Path) -> ModuleType:
+    """The inference module of the run's recipe (:mod:`impax.train.registry`)."""
+    from impax.train.registry import RECIPES
+
     info = read_run(run)
     recipe = info.get("recipe")
-    if recipe not in RECIPE_FAMILY:
+    if recipe not in RECIPES:
         raise ValueError(f"{run}: run.json names unknown recipe {recipe!r}")
-    return importlib.import_module(FAMILIES[RECIPE_FAMILY[recipe]])
+    return importlib.import_module(RECIPES[recipe].inference)
 
 
 def group_sources(inputs: Sequence[str | Path], is_source: Callable[[Path], bool],

@@ -28,71 +28,7 @@ import numpy as np
 
 from impax.conventions import IMNET_BOX_HALF, IMNET_ISO_LEVEL, Transform
 from impax.inference.extract import safe_name, save_row
-
-#: Why a decoded IM-NET shape can be empty (the row's ``reason`` when the extractor gives none).
-EMPTY_REASON = "empty mesh: the decoded occupancy never crosses 0.5"
-
-#: Query batch of the extractor (fixed, so the decoder compiles once).
-QUERY_BATCH = 32768
-
-
-# ----------------------------------------------------------------------------------------------
-# loading a run
-
-
-def load_ae(run: str | Path) -> tuple[Any, Any]:
-    """The trained IM-AE of an ``imnet-ae`` run: ``(model, cfg)`` with ``model`` an
-    :class:`~impax.models.imnet.IMNetAE` holding the newest checkpoint's parameters and ``cfg`` the
-    run's :class:`~impax.train.recipes.imnet.ImnetAEConfig`."""
-    from impax.inference.families import read_run
-    from impax.train import load_model
-    from impax.train.recipes.imnet import build_model, config_from_dict
-
-    info = read_run(run)
-    if info.get("recipe") != "imnet-ae":
-        raise ValueError(f"{run}: an imnet-ae run is needed, run.json says {info.get('recipe')!r}")
-    cfg = config_from_dict(info["config"])
-    model = build_model(cfg.model, int(info.get("seed", 0)))
-    load_model(run, model)
-    return model, cfg
-
-
-class DecoderQuery:
-    """``fn(z)`` → a ``[B, 3] → [B]`` occupancy function for :func:`extract_mesh`, using the
-    decoder's per-shape precomputation; one compilation for all shapes of a batch size."""
-
-    def __init__(self, decoder: Any):
-        from impax.train.recipes.imnet import _jitted
-
-        self.decoder = decoder
-        self._pre = _jitted()["precompute"]
-        app = _jitted()["apply"]
-        self._app = lambda dec, p, zp: app(dec, p[None], zp)[0]
-
-    def __call__(self, z: np.ndarray):
-        zp = self._pre(self.decoder, np.asarray(z, np.float32).reshape(1, -1))
-
-        def fn(points: np.ndarray) -> np.ndarray:
-            return self._app(self.decoder, np.asarray(points, np.float32), zp)
-
-        return fn
-
-
-def _coarse(resolution: int) -> int:
-    """MISE's 32³ first level when ``resolution`` is 32·2^k, else one dense level."""
-    k = resolution // 32
-    return 32 if resolution >= 32 and resolution % 32 == 0 and k & (k - 1) == 0 else resolution
-
-
-def extract(query: DecoderQuery, z: np.ndarray, resolution: int, transform: Transform | None = None) -> Any:
-    """Mesh the 0.5 level set of the decoder for code ``z`` in IM-NET's box (``inside="above"``),
-    mapped to the original frame by ``transform`` (original → IM-NET) when given."""
-    from impax.inference.extract import extract_mesh
-
-    return extract_mesh(query(z), resolution, level=IMNET_ISO_LEVEL, half=IMNET_BOX_HALF,
-                        coarse=_coarse(resolution), inside="above", batch_size=QUERY_BATCH,
-                        transform=transform, frame="imnet" if transform is not None else None)
-
+from impax.inference.imnet_decode import DecoderQuery, extract, load_ae
 
 def mesh_to_voxels(path: str | Path) -> tuple[np.ndarray, Transform]:
     """A mesh file → (uint8 64³ cell-centre voxels in the IM-NET frame, its original → IM-NET
@@ -138,9 +74,9 @@ def _voxel_items(inputs: Sequence[str | Path]) -> list[dict[str, Any]]:
                     continue
                 items.append({"id": sid, "source": str(p), "store": store})
         else:
-            from impax.data.imnet_hdf5 import ImnetHdf5
+            from impax.data.imnet_hdf5 import IMNetHdf5
 
-            with ImnetHdf5(p) as f:
+            with IMNetHdf5(p) as f:
                 names = list(f.names)
             index = {n: i for i, n in enumerate(names)}
             for name in src["ids"] or names:
@@ -161,9 +97,9 @@ def _load_item(item: dict[str, Any]) -> tuple[np.ndarray, Transform | None]:
         if isinstance(t, dict):
             t = Transform.from_dict(t)
         return vox, (t if isinstance(t, Transform) else None)
-    from impax.data.imnet_hdf5 import ImnetHdf5
+    from impax.data.imnet_hdf5 import IMNetHdf5
 
-    with ImnetHdf5(item["hdf5"]) as f:
+    with IMNetHdf5(item["hdf5"]) as f:
         return np.asarray(f.voxels(item["index"])).reshape(64, 64, 64), None
 
 
@@ -199,7 +135,7 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
     out.mkdir(parents=True, exist_ok=True)
     model, _ = load_ae(run)
     query = DecoderQuery(model.generator)
-    from impax.train.recipes.imnet import encode_voxels
+    from impax.models.imnet_codes import encode_voxels
 
     if kind == "mesh":
         items = [{"id": Path(p).stem, "source": str(p), "mesh": Path(p)} for p in inputs]
@@ -236,7 +172,7 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
 
 def _code_of(model: Any, spec: str, data: str | None) -> tuple[np.ndarray, str]:
     """Latent code of a mesh file or of a shape id of the run's data."""
-    from impax.train.recipes.imnet import encode_voxels
+    from impax.models.imnet_codes import encode_voxels
 
     p = Path(spec)
     if p.is_file() and p.suffix.lower() not in (".hdf5", ".h5"):

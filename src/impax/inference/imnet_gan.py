@@ -11,27 +11,46 @@ evaluation: :mod:`impax.evaluation.gan`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flax import nnx
+
+from impax.configs import from_dict
+from impax.inference.imnet_decode import EMPTY_REASON, DecoderQuery, extract, load_ae
+from impax.models.imnet_gan import GANConfig, LatentGAN
+from impax.train.checkpoint import load_model
+from impax.train.runs import read_run
 
 
-def load_gan(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """``(LatentGAN with the newest checkpoint's parameters, its recipe config, run.json)``."""
-    from impax.inference.families import read_run
-    from impax.train import load_model
-    from impax.train.recipes.imnet_gan import build_model, load_config
+@dataclasses.dataclass(frozen=True)
+class GANRun:
+    """What sampling needs of an ``imnet-gan`` run's ``run.json``: the networks' config and the IM-AE
+    run that decodes the codes (``""``: none known)."""
 
+    gan: GANConfig
+    ae_run: str = ""
+
+    @classmethod
+    def from_run_json(cls, info: Mapping[str, Any]) -> GANRun:
+        c = info["config"]
+        return cls(from_dict(GANConfig, c["gan"]), str(c.get("ae_run") or ""))
+
+
+def load_gan(run: str | Path) -> tuple[LatentGAN, GANRun, dict[str, Any]]:
+    """``(LatentGAN with the newest checkpoint's parameters, its GANRun, run.json)``, rebuilt from
+    ``run.json``."""
     info = read_run(run)
     if info.get("recipe") != "imnet-gan":
         raise ValueError(f"{run}: an imnet-gan run is needed, run.json says {info.get('recipe')!r}")
-    cfg = load_config(info)
-    model = build_model(cfg.gan, int(info.get("seed", 0)))
+    spec = GANRun.from_run_json(info)
+    model = LatentGAN(spec.gan, rngs=nnx.Rngs(0))
     load_model(run, model)
-    return model, cfg, info
+    return model, spec, info
 
 
 def generate_codes(model: Any, cfg: Any, count: int, seed: int = 0) -> np.ndarray:
@@ -49,7 +68,6 @@ def generate_codes(model: Any, cfg: Any, count: int, seed: int = 0) -> np.ndarra
 def decode_and_save(ae: Any, zs: np.ndarray, out: Path, resolution: int, mesh_format: str,
                      prefix: str = "sample") -> tuple[list[dict[str, Any]], list[Any]]:
     from impax.inference.extract import save_row
-    from impax.inference.imnet import EMPTY_REASON, DecoderQuery, extract
 
     out.mkdir(parents=True, exist_ok=True)
     query = DecoderQuery(ae.generator)
@@ -75,8 +93,6 @@ def sample(run: str | Path, count: int, out: str | Path, seed: int = 0, resoluti
     """``count`` new shapes of an ``imnet-gan`` run: ``out/sample_<k:03d>.<mesh_format>`` in the
     IM-NET frame, one row each ``{"id", "path", "ok", "queries", "seconds", "faces", ...}``
     (``ok`` False with a ``reason`` for an empty mesh). Same ``seed``, same shapes."""
-    from impax.inference.imnet import load_ae
-
     model, cfg, _ = load_gan(run)
     if not cfg.ae_run:
         raise ValueError(f"{run}: run.json names no imnet-ae run to decode the codes")
@@ -86,17 +102,4 @@ def sample(run: str | Path, count: int, out: str | Path, seed: int = 0, resoluti
     return rows
 
 
-# ----------------------------------------------------------------------------------------------
-# evaluation
-
-
-def load_gan_config(run: str | Path) -> tuple[Any, dict[str, Any]]:
-    """``(recipe config, run.json)`` of an ``imnet-gan`` run, without loading weights."""
-    from impax.inference.families import read_run
-    from impax.train.recipes.imnet_gan import load_config
-
-    info = read_run(run)
-    return load_config(info), info
-
-
-__all__: Sequence[str] = ("load_gan", "load_gan_config", "generate_codes", "sample")
+__all__: Sequence[str] = ("GANRun", "load_gan", "generate_codes", "sample")

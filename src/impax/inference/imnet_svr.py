@@ -4,7 +4,7 @@ Follows IM-NET-pytorch's ``IM_SVR.test_mesh`` flow (one 128² grayscale view →
 the AE decoder → mesh of the 0.5 level set), with impax's multi-resolution extractor. Meshes are in
 the IM-NET frame (centred bounding box, unit diagonal): an image carries no original frame.
 
-Image preparation matches training (:class:`impax.train.recipes.imnet_svr.ViewLoader`): RGBA is
+Image preparation matches training (the ``imnet-svr`` recipe's view loader): RGBA is
 alpha-composited on white, colour is converted to gray (ITU-R 601 luma, PIL's ``"L"``), a
 non-square image is padded with white to a square, which is resized to 137² (IM-NET's render size)
 when it is not already, then centre-cropped to 128² and scaled to ``pixel/255``. A render of
@@ -19,24 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flax import nnx
+
+from impax.configs import from_dict
+from impax.models.imnet import IMNetConfig
+from impax.models.imnet_svr import VIEW_SIZE, SVRConfig, SVRModel, crop_views, encode_images
+from impax.train.checkpoint import load_model
+from impax.train.runs import read_run
 
 
-def load_svr(run: str | Path) -> tuple[Any, Any, dict[str, Any]]:
-    """``(SVRModel with the newest checkpoint's parameters, in eval mode; its config; run.json)``.
-    The run holds the frozen AE decoder too, so the AE run is not needed."""
-    from flax import nnx
-
-    from impax.configs import from_dict
-    from impax.inference.families import read_run
-    from impax.models.imnet import IMNetConfig
-    from impax.train import load_model
-    from impax.train.recipes.imnet_svr import SVRModel, load_config
-
+def load_svr(run: str | Path) -> tuple[Any, SVRConfig, dict[str, Any]]:
+    """``(SVRModel with the newest checkpoint's parameters, in eval mode; its SVRConfig; run.json)``,
+    rebuilt from ``run.json``. The run holds the frozen AE decoder too, so the AE run is not needed."""
     info = read_run(run)
     if info.get("recipe") != "imnet-svr":
         raise ValueError(f"{run}: an imnet-svr run is needed, run.json says {info.get('recipe')!r}")
-    cfg = load_config(info)
-    model = SVRModel(cfg.model, from_dict(IMNetConfig, info["ae_model"]), rngs=nnx.Rngs(0))
+    cfg = from_dict(SVRConfig, info["config"]["model"])
+    model = SVRModel(cfg, from_dict(IMNetConfig, info["ae_model"]), rngs=nnx.Rngs(0))
     load_model(run, model)
     model.eval()
     return model, cfg, info
@@ -70,19 +69,18 @@ def reconstruct_images(run: str | Path, inputs: Sequence[str | Path], out: str |
     run, in the IM-NET frame; one row per input ``{"id", "input", "path", "ok", "queries",
     "seconds", ...}`` (``ok`` False with a ``reason`` for an unreadable image or an empty mesh)."""
     from impax.inference.extract import safe_name, save_row
-    from impax.inference.imnet import EMPTY_REASON, DecoderQuery, extract
-    from impax.train.recipes.imnet_svr import VIEW_SIZE, crop_views, encode_images
+    from impax.inference.imnet_decode import EMPTY_REASON, DecoderQuery, extract
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, cfg, _ = load_svr(run)
-    query = DecoderQuery(model.decoder)
+    query = DecoderQuery(model.generator)
     rows = []
     for p in inputs:
         t0 = time.perf_counter()
         row: dict[str, Any] = {"id": Path(p).stem, "input": str(p), "path": None, "ok": False, "frame": "imnet"}
         try:
-            img = crop_views(image_pixels(p, VIEW_SIZE), cfg.model.image_size)
+            img = crop_views(image_pixels(p, VIEW_SIZE), cfg.image_size)
             z = encode_images(model.encoder, img[None])[0]
             res = extract(query, z, resolution)
             save_row(row, res, out / f"{safe_name(Path(p).stem)}.{mesh_format}", empty_reason=EMPTY_REASON)

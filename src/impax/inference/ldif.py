@@ -22,6 +22,7 @@ Rows: ``{"id", "path", "sif", "ok", "queries", "seconds", ...}``; a failing inpu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -29,25 +30,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flax import nnx
 
+from impax.configs import from_dict
 from impax.conventions import LDIF_EXTRACT_HALF, LDIF_ISO_LEVEL, Transform
-from impax.inference.extract import safe_name, save_row
-
-from impax.models.ldif_model import QUERY_BATCH, shape_values, sif_query, unbatch
+from impax.inference.extract import coarse_resolution, safe_name, save_row
+from impax.models.ldif_config import LdifConfig
+from impax.models.ldif_model import (QUERY_BATCH, LdifModel, decoder_weights, encode, set_training, shape_inputs,
+                                     shape_values, sif_query, unbatch)
+from impax.models.sif_format import DECODER_FILE, write_decoder_file
 
 __all__ = ["QUERY_BATCH", "extract_sif", "load_ldif", "reconstruct", "shape_values", "sif_query", "unbatch"]
 
 
 # ----------------------------------------------------------------------------------------------
 # meshing
-
-
-def coarse_resolution(resolution: int) -> int:
-    """First level of the extractor: halve while above 32 and even (128 → 32; 96 → 48)."""
-    c = int(resolution)
-    while c > 32 and c % 2 == 0:
-        c //= 2
-    return c
 
 
 def extract_sif(sif: Any, weights: Mapping[str, np.ndarray] | None, resolution: int = 128,
@@ -66,30 +63,46 @@ def extract_sif(sif: Any, weights: Mapping[str, np.ndarray] | None, resolution: 
 # loading a run
 
 
-def load_ldif(run: str | Path) -> tuple[Any, Any, dict[str, np.ndarray] | None]:
-    """The trained network of a ``ldif``/``sif``/``sifpp`` run: ``(model, cfg, decoder_weights)``.
+@dataclasses.dataclass(frozen=True)
+class LdifRun:
+    """What inference needs of a ``ldif``/``sif``/``sifpp`` run's ``run.json``: the network's config,
+    its input (``"depth"``/``"points"``), the surface points per shape its local PointNet saw, and
+    its training-time decoder top-k (``--refine`` optimises the same way)."""
 
-    ``model`` is an :class:`~impax.models.ldif_model.LdifModel` (evaluation mode) with the newest
-    checkpoint's state, ``cfg`` the run's :class:`~impax.train.recipes.ldif.LdifRunConfig`,
-    ``decoder_weights`` the local decoder as an ``extracted.occnet`` dict (``None`` for SIF/SIF++).
-    Writes ``RUN/extracted.occnet`` when the run has a decoder and the file is missing.
+    model: LdifConfig
+    input: str = "depth"
+    surface_points: int = 10_000
+    decoder_topk: int = 0
+
+    @classmethod
+    def from_run_json(cls, info: Mapping[str, Any]) -> LdifRun:
+        c = info["config"]
+        return cls(from_dict(LdifConfig, c["model"]), str(c.get("input", "depth")),
+                   int(c.get("surface_points", 10_000)), int(c.get("decoder_topk", 0)))
+
+
+def load_ldif(run: str | Path) -> tuple[Any, LdifRun, dict[str, np.ndarray] | None]:
+    """The trained network of a ``ldif``/``sif``/``sifpp`` run: ``(model, run_info, decoder_weights)``.
+
+    ``model`` is an :class:`~impax.models.ldif_model.LdifModel` (evaluation mode) rebuilt from
+    ``run.json`` with the newest checkpoint's state, ``decoder_weights`` the local decoder as an
+    ``extracted.occnet`` dict (``None`` for SIF/SIF++). Writes ``RUN/extracted.occnet`` when the run
+    has a decoder and the file is missing.
     """
     from impax.inference.families import read_run
     from impax.train import load_model
-    from impax.train.recipes.ldif import (DECODER_FILE, build_model, config_from_dict, decoder_weights,
-                                          export_decoder, set_training)
 
     info = read_run(run)
     if info.get("recipe") not in ("ldif", "sif", "sifpp"):
         raise ValueError(f"{run}: a ldif/sif/sifpp run is needed, run.json says {info.get('recipe')!r}")
-    cfg = config_from_dict(info["config"])
-    model = build_model(cfg, int(info.get("seed", 0)))
+    spec = LdifRun.from_run_json(info)
+    model = LdifModel(spec.model, spec.input, rngs=nnx.Rngs(0))
     load_model(run, model)
     set_training(model, False)
     w = decoder_weights(model)
     if w is not None and not (Path(run) / DECODER_FILE).is_file():
-        export_decoder(model, run)
-    return model, cfg, w
+        write_decoder_file(run, w)
+    return model, spec, w
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,7 +271,6 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
     0: the encoder's shape as it is). Depth inputs need all 20 views for it.
     """
     from impax.models.sif_format import write_sif
-    from impax.train.recipes.ldif import encode, shape_inputs
 
     if kind not in ("depth", "points", "mesh"):
         return [{"id": str(p), "path": None, "sif": None, "ok": False,
@@ -287,7 +299,7 @@ def reconstruct(run: str | Path, kind: str, inputs: Sequence[str | Path], out: s
             if kind == "depth" and cfg.input != "depth":
                 raise ValueError("this run encodes point clouds (input=points); use --input points")
             if "store" in item:
-                inp = shape_inputs(item["store"], item["id"], cfg)
+                inp = shape_inputs(item["store"], item["id"], cfg.model, cfg.input, cfg.surface_points)
                 transform = _stored_transform(item["store"], item["id"])
             elif kind == "mesh":
                 inp, transform = mesh_inputs(item["file"], cfg, size)

@@ -91,6 +91,15 @@ class LatentCritic(nnx.Module):
         return self.linear_3(h)[..., 0]
 
 
+class LatentGAN(nnx.Module):
+    """``generator`` (:class:`LatentGenerator`) and ``critic`` (:class:`LatentCritic`) in one module,
+    as the trainer checkpoints it."""
+
+    def __init__(self, cfg: GANConfig = GANConfig(), *, rngs: nnx.Rngs):
+        self.generator = LatentGenerator(cfg, rngs=rngs)
+        self.critic = LatentCritic(cfg, rngs=rngs)
+
+
 def sample_noise(key: jax.Array, n: int, cfg: GANConfig = GANConfig()) -> jax.Array:
     """Generator input: ``n`` draws of N(0, noise_std²)^noise_dim (the original's
     ``np.random.normal(0, 0.2, [n, 128])``)."""

@@ -30,12 +30,14 @@ loads.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from impax.models.imnet import leaky_relu, xavier_uniform_init
+from impax.models.imnet import IMNetConfig, ImplicitDecoder, leaky_relu, xavier_uniform_init
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,3 +135,44 @@ def images_from_pixels(pixels, size: int = 128):
 def latent_mse(z_pred: jax.Array, z_target: jax.Array) -> jax.Array:
     """IM-SVR loss ``mean((z_pred - z_AE)²)`` (IM-NET-pytorch ``IM_SVR.network_loss``)."""
     return jnp.mean(jnp.square(jnp.asarray(z_pred, jnp.float32) - jnp.asarray(z_target, jnp.float32)))
+
+
+#: IM-NET's render size; the encoder sees a centre crop of ``SVRConfig.image_size``.
+VIEW_SIZE = 137
+
+
+def crop_views(pixels: np.ndarray, size: int = 128) -> np.ndarray:
+    """uint8 ``[..., H, W]`` renders → float32 ``pixel/255`` centre-cropped to ``size`` (offset
+    ``(H - size) // 2``, IM-NET-pytorch's test-time and training crop)."""
+    x = np.asarray(pixels)
+    h, w = x.shape[-2:]
+    oy, ox = (h - size) // 2, (w - size) // 2
+    return x[..., oy:oy + size, ox:ox + size].astype(np.float32) / 255.0
+
+
+class SVRModel(nnx.Module):
+    """``encoder`` (:class:`ImageEncoder`, trained) and ``generator``
+    (:class:`~impax.models.imnet.ImplicitDecoder`, the AE's, frozen) in one checkpointed module —
+    IM-NET-pytorch's ``im_network`` of ``modelSVR.py`` (``img_encoder`` + ``generator``)."""
+
+    def __init__(self, cfg: SVRConfig, ae_cfg: IMNetConfig, *, rngs: nnx.Rngs):
+        self.encoder = ImageEncoder(cfg, rngs=rngs)
+        self.generator = ImplicitDecoder(ae_cfg, rngs=rngs)
+
+
+@functools.cache
+def _encode_fn():
+    return nnx.jit(lambda e, x: e(x))
+
+
+def encode_images(encoder: ImageEncoder, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """Codes ``[n, z_dim]`` of float ``pixel/255`` images ``[n, 128, 128]`` (running BN statistics)."""
+    encoder.eval()
+    out = []
+    for i in range(0, len(images), batch):
+        x = np.asarray(images[i:i + batch], np.float32)
+        n = len(x)
+        if n < batch:  # pad: one compiled shape for every call
+            x = np.concatenate([x, np.repeat(x[-1:], batch - n, 0)])
+        out.append(np.asarray(_encode_fn()(encoder, x))[:n])
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.cfg.z_dim), np.float32)

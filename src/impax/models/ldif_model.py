@@ -100,6 +100,53 @@ class LdifModel(nnx.Module):
         return sif.replace(latents=latents)
 
 
+def set_training(model: Any, training: bool) -> None:
+    """Training mode: the decoder's CBN EMA-updates its statistics (and ResNet BN uses batch stats)."""
+    for _, m in nnx.iter_graph(model):
+        if isinstance(m, nnx.Module) and hasattr(m, "use_running_average"):
+            m.use_running_average = not training
+
+
+#: Key of the local-view sampling at inference (the original draws it at random per call).
+INFERENCE_KEY = 0
+
+
+def shape_inputs(store: Any, sid: str, cfg: LdifConfig, input: str = "depth",
+                 surface_points: int = 10_000) -> dict[str, np.ndarray]:
+    """One stored shape's encoder inputs (batch of 1): its depth views (``input="depth"``) and/or its
+    first ``surface_points`` surface points with normals (point input, LDIF's local PointNet)."""
+    out: dict[str, np.ndarray] = {}
+    with store.open(sid) as f:
+        if input == "depth":
+            out["depth"] = np.asarray(select_views(f["depth"][()][None], cfg.image_count), np.float32)
+        if input == "points" or cfg.uses_local_decoder:
+            n = min(int(surface_points), f["surface_points"].shape[0])
+            out["surface_points"] = f["surface_points"][:n][None].astype(np.float32)
+            out["surface_normals"] = f["surface_normals"][:n][None].astype(np.float32)
+    return out
+
+
+@functools.cache
+def _encode_fn():
+    return nnx.jit(lambda m, key, d, p, n: m.encode(key, depth=d, surface_points=p, surface_normals=n))
+
+
+def encode(model: LdifModel, inputs: Mapping[str, np.ndarray]) -> StructuredImplicit:
+    """A batched :class:`~impax.models.sif.StructuredImplicit` (numpy float32) of encoder inputs, in
+    evaluation mode with the fixed local-view key :data:`INFERENCE_KEY`."""
+    set_training(model, False)
+    sif = _encode_fn()(model, jax.random.key(INFERENCE_KEY), inputs.get("depth"), inputs.get("surface_points"),
+                       inputs.get("surface_normals"))
+    return sif.as_numpy()
+
+
+def decoder_weights(model: LdifModel) -> dict[str, np.ndarray] | None:
+    """The local decoder's arrays (float32 numpy, :func:`impax.models.occnet.weight_layout` names)."""
+    if getattr(model, "decoder", None) is None:
+        return None
+    return {k: np.asarray(v, np.float32) for k, v in model.decoder.weights().items()}
+
+
 def spread_elements(model: LdifModel, key: jax.Array, half: float = 0.4, constant: float = 0.1) -> None:
     """Start every shape as elements spread over the box instead of a clump at the origin (in place).
 

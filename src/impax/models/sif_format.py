@@ -160,6 +160,19 @@ def write_occnet(path, weights: Weights) -> None:
     Path(path).write_bytes(encode_occnet(weights))
 
 
+#: The local decoder's file in a run folder (google/ldif's name for it).
+DECODER_FILE = "extracted.occnet"
+
+
+def write_decoder_file(folder, weights: Weights) -> Path:
+    """Write ``folder/extracted.occnet`` atomically (a temporary file, then a rename)."""
+    path = Path(folder) / DECODER_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    write_occnet(tmp, weights)
+    tmp.replace(path)
+    return path
+
+
 def decode_occnet(raw: bytes, path="<bytes>") -> Weights:
     """Parse ``extracted.occnet`` bytes into a weight dict of float32 numpy arrays."""
     if len(raw) < 8:

@@ -38,13 +38,16 @@ from typing import Any
 
 import numpy as np
 
+from impax.geometry.mesh_io import MESH_SUFFIXES
 from impax.report.html import Report, data_uri, line_plot_svg, png_bytes
+from impax.train.registry import RECIPES
 
 #: Two views (azimuth, elevation) in degrees; y is up, azimuth 0 looks from +z.
 DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((35.0, 22.0), (215.0, 22.0))
 DEFAULT_SIZE = 192
-#: Reconstruction models: (folder name under meshes/ and eval/, label, colour key).
-MODELS: tuple[tuple[str, str, str], ...] = (("imnet-ae", "IM-NET AE", "imnet"), ("ldif", "LDIF", "ldif"))
+#: Reconstruction models (the recipe registry's): (folder name under meshes/ and eval/, label, colour key).
+MODELS: tuple[tuple[str, str, str], ...] = tuple((r.name, r.label, r.family) for r in RECIPES.values()
+                                                 if r.demo_input)
 #: Metric columns of the tables: (key in summary.json, label).
 TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("iou", "IoU"), ("chamfer_l1", "Chamfer-L1"), ("chamfer_l2", "Chamfer-L2"),
@@ -53,7 +56,6 @@ GAN_METRICS: tuple[tuple[str, str], ...] = (
     ("coverage", "COV"), ("mmd", "MMD"), ("one_nna", "1-NNA"), ("n_generated", "generated"),
     ("n_reference", "reference"))
 _SPLIT_RANK = {"test": 0, "val": 1, "train": 2}
-_MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 
 _EXTRA_CSS = """<style>
 .na{display:inline-block;color:#8a4b00;background:#fff6e8;border:1px dashed #e0b070;border-radius:4px;
@@ -190,20 +192,15 @@ PAPER_CONTEXT = ("The papers train far more: IM-AE 800 epochs of ShapeNet's ~35k
 
 
 def _param_count(run: dict[str, Any]) -> int | None:
-    """Parameters of a run's model, rebuilt from its run.json."""
+    """Parameters of a run's model, rebuilt from its run.json through its recipe."""
     try:
         from impax.models.imnet import count_params
-        from impax.train.recipes import recipe_module
+        from impax.train.registry import recipe
 
-        mod = recipe_module(run["recipe"])
-        cfg = mod.config_from_dict(run["config"])
-        if run["recipe"] == "imnet-ae":
-            return count_params(mod.build_model(cfg.model))
-        if run["recipe"] in ("ldif", "sif", "sifpp"):
-            return count_params(mod.build_model(cfg))
+        r = recipe(run["recipe"])
+        return count_params(r.build_model(r.from_run_json(run)))
     except Exception:  # noqa: BLE001 - the report only describes
         return None
-    return None
 
 
 def _pretrained_text(init: Any) -> str:
@@ -369,7 +366,7 @@ def _mesh_ids(folder: Path) -> set[str]:
     if not folder.is_dir():
         return set()
     return {p.stem for p in folder.iterdir()
-            if p.is_file() and p.suffix.lower() in _MESH_SUFFIXES and ".sif" not in p.name}
+            if p.is_file() and p.suffix.lower() in MESH_SUFFIXES and ".sif" not in p.name}
 
 
 def _index_entries(out: Path) -> dict[str, dict[str, Any]]:
@@ -412,7 +409,7 @@ def _gt_path(out: Path, entry: dict[str, Any]) -> Path:
     sid = entry["id"]
     if root.is_dir():
         for p in sorted(root.rglob("*")):
-            if p.suffix.lower() not in _MESH_SUFFIXES or not p.is_file():
+            if p.suffix.lower() not in MESH_SUFFIXES or not p.is_file():
                 continue
             rel = p.relative_to(root).with_suffix("")
             if p.stem == sid or "_".join(rel.parts) == sid:
@@ -553,7 +550,7 @@ def _numbered(folder: Path, prefix: str) -> list[Path]:
         return []
     pat = re.compile(rf"^{re.escape(prefix)}_?(\d+)$")
     found = [(int(m.group(1)), p) for p in folder.iterdir()
-             if p.suffix.lower() in _MESH_SUFFIXES and (m := pat.match(p.stem))]
+             if p.suffix.lower() in MESH_SUFFIXES and (m := pat.match(p.stem))]
     return [p for _, p in sorted(found)]
 
 

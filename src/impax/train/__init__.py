@@ -1,6 +1,7 @@
 """impax.train: one training loop for IM-NET and SIF/LDIF.
 
-Public API:
+Public API (loaded on first use, so that light modules such as :mod:`impax.train.registry` can be
+imported without JAX):
 
 * :func:`fit` — train an ``nnx.Module`` through :class:`Stage` s with checkpoints, exact resume,
   TensorBoard/``metrics.jsonl`` logging, NaN stop (:class:`TrainingDiverged`) and data parallelism.
@@ -11,15 +12,23 @@ Public API:
 * :func:`read_metrics` — the records of ``RUN/metrics.jsonl``.
 """
 
-from impax.train.checkpoint import CheckpointStore, load_model, named_leaves
-from impax.train.config import Position, Stage, TrainConfig
-from impax.train.parallel import DataParallel, Prefetcher
-from impax.train.runlog import read_metrics
-from impax.train.trainer import (FitResult, TrainingDiverged, adam, fit, loss_step,
-                                 make_optimizer)
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointStore", "DataParallel", "FitResult", "Position", "Prefetcher", "Stage",
-    "TrainConfig", "TrainingDiverged", "adam", "fit", "load_model", "loss_step", "make_optimizer",
-    "named_leaves", "read_metrics",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CheckpointStore": "checkpoint", "load_model": "checkpoint", "named_leaves": "checkpoint",
+    "Position": "config", "Stage": "config", "TrainConfig": "config",
+    "DataParallel": "parallel", "Prefetcher": "parallel", "read_metrics": "runlog",
+    "FitResult": "trainer", "TrainingDiverged": "trainer", "adam": "trainer", "fit": "trainer",
+    "loss_step": "trainer", "make_optimizer": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"impax.train.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'impax.train' has no attribute {name!r}")

@@ -11,12 +11,11 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-#: Config fields that may differ when a run is resumed (they do not change the maths).
-RESUMABLE_FIELDS = frozenset({
-    "log_every_steps", "checkpoint_every_steps", "checkpoint_every_seconds", "keep_checkpoints",
-    "max_steps", "num_devices", "prefetch", "progress", "async_checkpointing", "handle_signals",
-    "tensorboard",
-})
+from impax.configs import resumable_paths
+
+#: Marks a config field a resumed run may change (it does not change the maths); see
+#: :func:`impax.configs.resumable_paths`.
+RESUMABLE = {"resumable": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,17 +50,17 @@ class TrainConfig:
     beta2: float = 0.999
     eps: float = 1e-8
     seed: int = 0
-    log_every_steps: int = 100
-    checkpoint_every_steps: int | None = 1000
-    checkpoint_every_seconds: float | None = 1800.0
-    keep_checkpoints: int = 2
-    max_steps: int | None = None
-    num_devices: int | None = None
-    prefetch: int = 2
-    progress: bool = True
-    async_checkpointing: bool = True
-    handle_signals: bool = True
-    tensorboard: bool = True
+    log_every_steps: int = dataclasses.field(default=100, metadata=RESUMABLE)
+    checkpoint_every_steps: int | None = dataclasses.field(default=1000, metadata=RESUMABLE)
+    checkpoint_every_seconds: float | None = dataclasses.field(default=1800.0, metadata=RESUMABLE)
+    keep_checkpoints: int = dataclasses.field(default=2, metadata=RESUMABLE)
+    max_steps: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
+    num_devices: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
+    prefetch: int = dataclasses.field(default=2, metadata=RESUMABLE)
+    progress: bool = dataclasses.field(default=True, metadata=RESUMABLE)
+    async_checkpointing: bool = dataclasses.field(default=True, metadata=RESUMABLE)
+    handle_signals: bool = dataclasses.field(default=True, metadata=RESUMABLE)
+    tensorboard: bool = dataclasses.field(default=True, metadata=RESUMABLE)
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
@@ -78,6 +77,10 @@ class TrainConfig:
             raise ValueError(f"num_devices must be >= 1 or None, got {self.num_devices}")
         if self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+
+
+#: Config fields that may differ when a run is resumed (they do not change the maths).
+RESUMABLE_FIELDS = frozenset(resumable_paths(TrainConfig))
 
 
 class Loader(Protocol):

@@ -93,7 +93,7 @@ class TrainingDiverged(RuntimeError):
 class FitResult:
     """What :func:`fit` returns. ``model`` is the caller's module, updated in place.
 
-    ``stopped``: ``"completed"`` (all stages done), ``"max_steps"`` or ``"signal"``.
+    ``stopped``: ``"done"`` (all stages done), ``"max_steps"`` or ``"signal"``.
     ``metrics``: the last ``metrics.jsonl`` record written (``{}`` if none; the same numbers
     on every process, although only process 0 writes the file).
     ``num_devices``: devices of the mesh over all processes; ``num_processes``: processes.
@@ -271,7 +271,7 @@ def _fit(model: nnx.Module, stages: list[Stage], run_dir: Path, config: TrainCon
     interval = _Interval()
     last_record: dict[str, Any] = {}
     last_save = time.monotonic()
-    stopped = "completed"
+    stopped = "done"
     stop_flag = _StopFlag(config.handle_signals)
 
     def flush() -> None:
@@ -367,7 +367,7 @@ def _fit(model: nnx.Module, stages: list[Stage], run_dir: Path, config: TrainCon
                         stopped = "signal"
                         break
             write_log(stage.name, epoch_done)
-            if stopped != "completed":
+            if stopped != "done":
                 break
         flush()
         save()

@@ -1,93 +1,97 @@
-"""What every recipe does the same way: ``--set`` overrides, ``RUN/run.json``, the IoU record.
+"""What every recipe does the same way: the :class:`Recipe` object, ``run.json``, summaries, IoU records.
 
-* :func:`apply_dotted` — ``{"train.learning_rate": 1e-4, "stages.2.epochs": 5}`` applied to the
-  nested dict of a config (:func:`impax.configs.to_dict`); an unknown key is an error, never a
-  silently ignored setting.
-* :func:`write_run_json` — ``RUN/run.json`` (recipe, preset, config, data, seed), written
-  atomically; running a command again on the same ``--out`` must use the same settings except
-  the resumable ones (step limits, logging, checkpoint cadence...), else a clear error.
+* :class:`Recipe` — one ``impax train NAME``: config class, presets, training function;
+  :meth:`Recipe.resolve` applies ``--config``/``--set`` overrides to the dataclasses directly
+  (:func:`impax.configs.override`: an unknown key or a wrong type is an error, never a silently
+  ignored setting).
+* :func:`start_config`, :func:`write_run`, :func:`run_summary` — the opening and closing every
+  recipe's ``train`` shares: the resolved config with the command's seed and limits, ``RUN/run.json``
+  (resumable fields are marked on the config classes), the printed summary.
 * :func:`record_iou` — the end-of-training IoU report (``RUN/eval_*.json``) and its headline
-  numbers in the summary that ``impax train`` prints.
+  numbers in the summary; :func:`scheduled_adam`, :func:`budget_epochs`, :func:`init_from`.
 
 Only the primary process writes files in a multi-process run (:func:`impax.train.distributed.is_primary`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-RUN_JSON = "run.json"
+from impax.configs import from_dict, override, resumable_paths, to_dict
+from impax.train.runs import RUN_JSON, write_run_json
 
 
-def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One ``impax train NAME``: its config class (a frozen dataclass whose defaults are the paper),
+    its presets (one flat ``{name: config}``), its training function, ``build_model(cfg, seed)``
+    (the fresh network of a config) and, optionally, ``couple``: settings that follow others
+    unless overridden too (``(cfg, overrides) -> cfg``)."""
+
+    name: str
+    config: type
+    presets: Mapping[str, Any]
+    train: Callable[..., dict[str, Any]]
+    build_model: Callable[..., Any]
+    couple: Callable[[Any, Mapping[str, Any]], Any] | None = None
+
+    def preset(self, preset: str) -> Any:
+        if preset not in self.presets:
+            raise ValueError(f"unknown {self.name} preset {preset!r}; choose from {', '.join(sorted(self.presets))}")
+        return self.presets[preset]
+
+    def resolve(self, preset: str = "cpu", overrides: Mapping[str, Any] | None = None) -> Any:
+        """The preset's config with the dotted ``overrides`` set (keys and types checked,
+        :func:`impax.configs.override`). Setting the length of training (``epochs``, ``stages``)
+        without ``budget_steps`` drops a preset's step budget: what was asked for is what trains."""
+        overrides = dict(overrides or {})
+        base = self.preset(preset)
+        if (getattr(base, "budget_steps", None) is not None and "budget_steps" not in overrides
+                and any(k == "epochs" or k.split(".")[0] == "stages" for k in overrides)):
+            overrides["budget_steps"] = None
+        cfg = override(base, overrides)
+        return self.couple(cfg, overrides or {}) if self.couple else cfg
+
+    def from_run_json(self, info: Mapping[str, Any]) -> Any:
+        """The config a ``run.json`` records (fields added since then read as their defaults)."""
+        return from_dict(self.config, dict(info["config"]))
+
+    @property
+    def resumable(self) -> set[str]:
+        return resumable_paths(self.config)
 
 
-def apply_dotted(d: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Set each dotted ``key`` of ``overrides`` in the nested dict ``d`` (in place; list items by
-    index, ``"stages.2.epochs"``). Raises ``ValueError("unknown config key ...")`` for a path that
-    does not exist."""
-    for key, value in (overrides or {}).items():
-        parts = key.split(".")
-        node: Any = d
-        try:
-            for p in parts[:-1]:
-                node = node[int(p)] if isinstance(node, list) else node[p] if isinstance(node, dict) else None
-                if node is None:
-                    raise KeyError(p)
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(f"unknown config key {key!r}") from None
-        last = parts[-1]
-        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-            node[int(last)] = value
-        elif isinstance(node, dict) and last in node:
-            node[last] = value
-        else:
-            raise ValueError(f"unknown config key {key!r}")
-    return d
+def start_config(recipe: Recipe, preset: str, overrides: Mapping[str, Any] | None, seed: int,
+                 max_steps: int | None, progress: bool) -> Any:
+    """The resolved config of a run, with the command's seed, step limit and progress setting."""
+    cfg = recipe.resolve(preset, overrides)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=int(seed), max_steps=max_steps,
+                                                              progress=bool(progress)))
 
 
-def write_run_json(out: str | Path, info: dict[str, Any], resumable: set[str],
-                   normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
-    """Write ``RUN/run.json`` (``info`` has ``recipe``, ``config``, ``seed``...); refuse when an
-    existing run used another recipe, seed or non-resumable setting. ``normalize`` maps a stored
-    config dict through the config class first (fields added since the run started then read as
-    their defaults)."""
-    out = Path(out)
-    path = out / RUN_JSON
-    if path.is_file():
-        old = json.loads(path.read_text())
-        old_cfg = old.get("config", {})
-        a, b = flat(normalize(old_cfg) if normalize else old_cfg), flat(info["config"])
-        diff = sorted(k for k in set(a) | set(b) if k not in resumable and a.get(k) != b.get(k))
-        if old.get("recipe") != info.get("recipe"):
-            diff.insert(0, "recipe")
-            a["recipe"], b["recipe"] = old.get("recipe"), info.get("recipe")
-        if old.get("init_from") != info.get("init_from"):
-            diff.insert(0, "init_from")
-            a["init_from"], b["init_from"] = old.get("init_from"), info.get("init_from")
-        if diff or old.get("seed") != info.get("seed"):
-            detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) or \
-                f"seed: {old.get('seed')!r} -> {info.get('seed')!r}"
-            raise ValueError(f"{out} holds a run with different settings ({detail}); use a new --out "
-                             "or the same recipe/preset/--set/--seed")
-    from impax.train.distributed import is_primary
+def write_run(out: str | Path, recipe: Recipe, preset: str, cfg: Any, data: str | Path, seed: int,
+              init: dict[str, Any] | None = None, **extra: Any) -> None:
+    """``RUN/run.json`` of a recipe run (:func:`impax.train.runs.write_run_json`): recipe, family,
+    preset, the full config, data, seed, the ``--init-from`` record and ``extra`` entries."""
+    from impax.train.registry import info
 
-    if not is_primary():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_run_json(out, {"recipe": recipe.name, "family": info(recipe.name).family, "preset": preset,
+                         "config": to_dict(cfg), "data": str(Path(data).absolute()), "seed": int(seed),
+                         **({"init_from": init} if init else {}), **extra},
+                   recipe.resumable, normalize=lambda d: to_dict(from_dict(recipe.config, d)))
+
+
+def run_summary(name: str, out: str | Path, preset: str, res: Any, train_seconds: float, **extra: Any
+                ) -> dict[str, Any]:
+    """The summary every ``impax train`` prints: recipe, run, preset, ``stopped`` (``"done"``,
+    ``"max_steps"`` or ``"signal"``), the step, the last loss, training seconds, and ``extra``."""
+    return {"recipe": name, "run": str(out), "preset": preset, "stopped": res.stopped,
+            "global_step": res.global_step, "loss": res.metrics.get("loss"),
+            "train_seconds": round(float(train_seconds), 1), **extra}
 
 
 def record_iou(out: str | Path, eval_file: str, report: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:

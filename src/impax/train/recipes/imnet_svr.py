@@ -38,20 +38,20 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from impax.configs import from_dict, to_dict
-from impax.models.imnet import IMNetConfig, ImplicitDecoder
-from impax.models.imnet_svr import ImageEncoder, SVRConfig
-from impax.train.config import RESUMABLE_FIELDS, TrainConfig
-from impax.train.recipes.common import write_run_json
-from impax.train.recipes.imnet_gan import apply_overrides, read_codes
+from impax.configs import to_dict
+from impax.data.latents import ZS_FILE, read_codes
+from impax.models.imnet import IMNetConfig
+from impax.models.imnet_svr import VIEW_SIZE, SVRConfig, SVRModel, crop_views, encode_images
+from impax.train.config import RESUMABLE, TrainConfig
+from impax.train.recipes.common import Recipe, run_summary, start_config, write_run
+from impax.train.recipes.common import init_from as common_init_from
+from impax.train.runs import load_imnet_ae
 
 EVAL_FILE = "eval_svr.json"
-#: IM-NET's render size and the encoder's input crop.
-VIEW_SIZE = 137
 
 
 @dataclasses.dataclass(frozen=True)
-class ImnetSVRConfig:
+class IMNetSVRRecipeConfig:
     """Everything an ``imnet-svr`` run depends on (defaults: the ``paper`` preset).
 
     - ``model``: :class:`~impax.models.imnet_svr.SVRConfig` (``z_dim`` is replaced by the AE's).
@@ -72,11 +72,11 @@ class ImnetSVRConfig:
     view_mode: str = "batch"
     ae_run: str = ""
     train_split: str = "train"
-    heldout_splits: tuple[str, ...] = ("val", "test")
-    eval_views: tuple[int, ...] = (23,)
-    eval_batch: int = 65536
+    heldout_splits: tuple[str, ...] = dataclasses.field(default=("val", "test"), metadata=RESUMABLE)
+    eval_views: tuple[int, ...] = dataclasses.field(default=(23,), metadata=RESUMABLE)
+    eval_batch: int = dataclasses.field(default=65536, metadata=RESUMABLE)
     threshold: float = 0.5
-    preload_mb: float = 2048.0
+    preload_mb: float = dataclasses.field(default=2048.0, metadata=RESUMABLE)
 
     def __post_init__(self) -> None:
         if self.view_mode not in ("batch", "shape"):
@@ -86,10 +86,10 @@ class ImnetSVRConfig:
 
 
 #: IM-NET-pytorch ``train_svr.sh``: ResNet-18-like encoder (64), batch 64, Adam 1e-4, 1000 epochs.
-PAPER = ImnetSVRConfig()
+PAPER = IMNetSVRRecipeConfig()
 
 #: A few minutes on 2 CPU cores for the ~70 training shapes of ``impax shapes --count 88``.
-CPU = ImnetSVRConfig(
+CPU = IMNetSVRRecipeConfig(
     model=dataclasses.replace(SVRConfig(), img_ef_dim=4),
     train=TrainConfig(learning_rate=1e-3, log_every_steps=20, checkpoint_every_steps=200,
                       checkpoint_every_seconds=120.0),
@@ -103,22 +103,11 @@ QUICK = dataclasses.replace(
     train=dataclasses.replace(CPU.train, learning_rate=3e-3, log_every_steps=5, checkpoint_every_steps=10,
                               tensorboard=False))
 
-PRESETS: dict[str, ImnetSVRConfig] = {"paper": PAPER, "cpu": CPU, "demo": DEMO, "quick": QUICK}
-
-_RESUMABLE = {f"train.{k}" for k in RESUMABLE_FIELDS} | {"eval_views", "eval_batch", "heldout_splits", "preload_mb"}
+PRESETS: dict[str, IMNetSVRRecipeConfig] = {"paper": PAPER, "cpu": CPU, "demo": DEMO, "quick": QUICK}
 
 
 # ----------------------------------------------------------------------------------------------
 # images
-
-
-def crop_views(pixels: np.ndarray, size: int = 128) -> np.ndarray:
-    """uint8 ``[..., H, W]`` renders → float32 ``pixel/255`` centre-cropped to ``size`` (offset
-    ``(H - size) // 2``, IM-NET-pytorch's test-time and training crop)."""
-    x = np.asarray(pixels)
-    h, w = x.shape[-2:]
-    oy, ox = (h - size) // 2, (w - size) // 2
-    return x[..., oy:oy + size, ox:ox + size].astype(np.float32) / 255.0
 
 
 class ViewSource:
@@ -132,9 +121,9 @@ class ViewSource:
         if self.kind == "store":
             self.store = ShapeStore(self.path)
         else:
-            from impax.data.imnet_hdf5 import ImnetHdf5
+            from impax.data.imnet_hdf5 import IMNetHdf5
 
-            with ImnetHdf5(self.path) as f:
+            with IMNetHdf5(self.path) as f:
                 if not f.has_pixels:
                     raise ValueError(f"{self.path} has no 'pixels' dataset (rendered views) to train IM-SVR")
                 self._names = list(f.names)
@@ -153,9 +142,9 @@ class ViewSource:
         """uint8 ``[V, 137, 137]`` (or the ``rows`` asked for)."""
         if self.kind == "store":
             return self.store.read(name, "views", rows)
-        from impax.data.imnet_hdf5 import ImnetHdf5
+        from impax.data.imnet_hdf5 import IMNetHdf5
 
-        with ImnetHdf5(self.path) as f:
+        with IMNetHdf5(self.path) as f:
             v = np.asarray(f.pixels(self._index[name]))
         return v if rows is None else v[rows]
 
@@ -171,9 +160,9 @@ class ViewSource:
     def voxels(self, name: str) -> np.ndarray:
         if self.kind == "store":
             return self.store.read(name, "voxels").reshape(64, 64, 64)
-        from impax.data.imnet_hdf5 import ImnetHdf5
+        from impax.data.imnet_hdf5 import IMNetHdf5
 
-        with ImnetHdf5(self.path) as f:
+        with IMNetHdf5(self.path) as f:
             return np.asarray(f.voxels(self._index[name])).reshape(64, 64, 64)
 
 
@@ -217,13 +206,10 @@ class ViewLoader:
 # model
 
 
-class SVRModel(nnx.Module):
-    """``encoder`` (:class:`~impax.models.imnet_svr.ImageEncoder`, trained) and ``decoder``
-    (:class:`~impax.models.imnet.ImplicitDecoder`, the AE's, frozen) in one checkpointed module."""
-
-    def __init__(self, cfg: SVRConfig, ae_cfg: IMNetConfig, *, rngs: nnx.Rngs):
-        self.encoder = ImageEncoder(cfg, rngs=rngs)
-        self.decoder = ImplicitDecoder(ae_cfg, rngs=rngs)
+def build_model(cfg: IMNetSVRRecipeConfig, seed: int = 0, ae_cfg: IMNetConfig | None = None) -> SVRModel:
+    """A fresh :class:`~impax.models.imnet_svr.SVRModel`: ``cfg.model``'s image encoder and an
+    IM-NET decoder of ``ae_cfg`` (the AE's config; default IM-NET-pytorch's)."""
+    return SVRModel(cfg.model, ae_cfg if ae_cfg is not None else IMNetConfig(), rngs=nnx.Rngs(int(seed)))
 
 
 def encoder_filter() -> Any:
@@ -239,38 +225,6 @@ def svr_loss(model: SVRModel, batch: Mapping[str, Any], rng: Any):
     return loss, {"mse": loss}
 
 
-_JIT: dict[str, Any] = {}
-
-
-def encode_images(encoder: ImageEncoder, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    """Codes ``[n, z_dim]`` of float ``pixel/255`` images ``[n, 128, 128]`` (running BN statistics)."""
-    if "enc" not in _JIT:
-        _JIT["enc"] = nnx.jit(lambda e, x: e(x))
-    encoder.eval()
-    out = []
-    for i in range(0, len(images), batch):
-        x = np.asarray(images[i:i + batch], np.float32)
-        n = len(x)
-        if n < batch:  # pad: one compiled shape for every call
-            x = np.concatenate([x, np.repeat(x[-1:], batch - n, 0)])
-        out.append(np.asarray(_JIT["enc"](encoder, x))[:n])
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, encoder.cfg.z_dim), np.float32)
-
-
-def load_ae_model(ae_run: str | Path) -> tuple[Any, Any]:
-    """``(IMNetAE with the run's newest parameters, ImnetAEConfig)`` of an ``imnet-ae`` run."""
-    from impax.train import load_model
-    from impax.train.recipes.imnet import build_model, config_from_dict
-
-    info = json.loads((Path(ae_run) / "run.json").read_text())
-    if info.get("recipe") != "imnet-ae":
-        raise ValueError(f"{ae_run}: an imnet-ae run is needed, run.json says {info.get('recipe')!r}")
-    cfg = config_from_dict(info["config"])
-    model = build_model(cfg.model, int(info.get("seed", 0)))
-    load_model(ae_run, model)
-    return model, cfg
-
-
 # ----------------------------------------------------------------------------------------------
 # evaluation
 
@@ -278,19 +232,20 @@ def load_ae_model(ae_run: str | Path) -> tuple[Any, Any]:
 def evaluate(model: SVRModel, ae: Any, source: ViewSource, names: Sequence[str], mean_z: np.ndarray,
              views: Sequence[int], batch: int = 65536, threshold: float = 0.5) -> dict[str, Any]:
     """Mean 64³ IoU on ``names``: SVR from each of ``views``, the mean latent, the AE's own code."""
-    from impax.train.recipes.imnet import decode_grid, encode_voxels, voxel_iou
+    from impax.models.imnet_codes import decode_grid, encode_voxels
+    from impax.geometry.voxels import occupancy_iou as voxel_iou
 
     per: dict[str, dict[str, Any]] = {}
-    base_occ = decode_grid(model.decoder, mean_z[None], 64, batch)[0] > threshold
+    base_occ = decode_grid(model.generator, mean_z[None], 64, batch)[0] > threshold
     for name in names:
         gt = source.voxels(name) > 0
         nv = source.num_views(name)
         vs = [v for v in views if v < nv] or [nv - 1]
         imgs = crop_views(source.views(name, vs), model.encoder.cfg.image_size)
         zs = encode_images(model.encoder, imgs)
-        occ = decode_grid(model.decoder, zs, 64, batch) > threshold
+        occ = decode_grid(model.generator, zs, 64, batch) > threshold
         z_ae = encode_voxels(ae, gt[None].astype(np.float32))
-        ae_occ = decode_grid(model.decoder, z_ae, 64, batch)[0] > threshold  # the AE's decoder, frozen
+        ae_occ = decode_grid(model.generator, z_ae, 64, batch)[0] > threshold  # the AE's decoder, frozen
         per[name] = {"svr": [voxel_iou(o, gt) for o in occ], "views": vs, "mean_latent": voxel_iou(base_occ, gt),
                      "ae": voxel_iou(ae_occ, gt)}
     svr = [x for p in per.values() for x in p["svr"]]
@@ -304,13 +259,9 @@ def evaluate(model: SVRModel, ae: Any, source: ViewSource, names: Sequence[str],
 # the recipe
 
 
-def load_config(info: Mapping[str, Any]) -> ImnetSVRConfig:
-    return from_dict(ImnetSVRConfig, info["config"])
-
-
 def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
           overrides: Mapping[str, Any] | None = None, seed: int = 0, max_steps: int | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, init_from: str | None = None) -> dict[str, Any]:
     """Train (or resume) an IM-SVR run; see the module docstring. Returns a JSON-able summary with
     ``stopped``, ``global_step``, the last loss and, once done, ``iou_svr`` / ``iou_mean_latent`` /
     ``iou_ae`` on the held-out shapes."""
@@ -318,22 +269,20 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
 
     from impax.train import Stage, fit
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown imnet-svr preset {preset!r}; choose from {sorted(PRESETS)}")
-    cfg = apply_overrides(PRESETS[preset], overrides)
+    recipe = RECIPES[name]
+    cfg = start_config(recipe, preset, overrides, seed, max_steps, progress)
     if not cfg.ae_run:
         raise ValueError("imnet-svr needs the IM-AE run whose codes it regresses: --set ae_run=PATH")
     ae_run = Path(cfg.ae_run)
-    zs_path = ae_run / "zs_train.hdf5"
+    zs_path = ae_run / ZS_FILE
     if not zs_path.is_file():
         raise FileNotFoundError(f"{zs_path} missing: the imnet-ae run has not finished")
-    ae, ae_cfg = load_ae_model(ae_run)
+    ae, _ = load_imnet_ae(ae_run)
     zs, znames = read_codes(zs_path)
-    if zs.shape[1] != ae_cfg.model.z_dim:
-        raise ValueError(f"{zs_path}: codes of size {zs.shape[1]}, the AE has z_dim {ae_cfg.model.z_dim}")
-    cfg = dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, z_dim=ae_cfg.model.z_dim), ae_run=str(ae_run.absolute()),
-        train=dataclasses.replace(cfg.train, seed=int(seed), max_steps=max_steps, progress=bool(progress)))
+    if zs.shape[1] != ae.cfg.z_dim:
+        raise ValueError(f"{zs_path}: codes of size {zs.shape[1]}, the AE has z_dim {ae.cfg.z_dim}")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, z_dim=ae.cfg.z_dim),
+                              ae_run=str(ae_run.absolute()))
 
     source = ViewSource(data)
     code_of = {n: i for i, n in enumerate(znames)}
@@ -343,25 +292,20 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     targets = zs[[code_of[n] for n in names]]
     num_views = min(source.num_views(n) for n in names)
     out = Path(out)
-    write_run_json(out, {"recipe": name, "family": "imnet", "preset": preset, "config": to_dict(cfg),
-                         "data": str(Path(data).absolute()), "ae_run": cfg.ae_run,
-                         "ae_model": to_dict(ae_cfg.model), "n_train": len(names), "seed": int(seed)}, _RESUMABLE)
-
     loader = ViewLoader(source, names, targets, cfg.batch_size, num_views, seed, cfg.view_mode,
                         cfg.model.image_size, cfg.preload_mb)
-    model = SVRModel(cfg.model, ae_cfg.model, rngs=nnx.Rngs(int(seed)))
+    model = build_model(cfg, seed, ae.cfg)
     # a copy: the trainer donates the module's buffers, the AE's must stay valid
-    nnx.update(model.decoder, jax.tree.map(np.array, nnx.state(ae.generator)))
+    nnx.update(model.generator, jax.tree.map(np.array, nnx.state(ae.generator)))
+    write_run(out, recipe, preset, cfg, data, seed, common_init_from(model, out, init_from), ae_run=cfg.ae_run,
+              ae_model=to_dict(ae.cfg), n_train=len(names))
     model.train()
     t0 = time.perf_counter()
     res = fit(model, [Stage("svr", loader, cfg.epochs, loss_fn=svr_loss)], out, cfg.train, wrt=encoder_filter(),
-              extra_meta={"recipe": name, "model": to_dict(cfg.model), "ae_model": to_dict(ae_cfg.model)})
+              extra_meta={"recipe": name, "model": to_dict(cfg.model), "ae_model": to_dict(ae.cfg)})
     model.eval()
-    stopped = "done" if res.stopped == "completed" else res.stopped
-    summary: dict[str, Any] = {"recipe": name, "run": str(out), "preset": preset, "stopped": stopped,
-                               "global_step": res.global_step, "loss": res.metrics.get("loss"),
-                               "n_train": len(names), "train_seconds": round(time.perf_counter() - t0, 1)}
-    if stopped != "done":
+    summary = run_summary(name, out, preset, res, time.perf_counter() - t0, n_train=len(names))
+    if res.stopped != "done":
         return summary
     t1 = time.perf_counter()
     held = [n for s in cfg.heldout_splits if s in source.splits() for n in source.names(s)]
@@ -380,3 +324,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
         summary["eval"] = f"no held-out shapes with views in splits {list(cfg.heldout_splits)}"
     summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
     return summary
+
+
+#: ``impax train imnet-svr`` (see :mod:`impax.train.registry`).
+RECIPES = {"imnet-svr": Recipe("imnet-svr", IMNetSVRRecipeConfig, PRESETS, train, build_model)}

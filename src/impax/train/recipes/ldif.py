@@ -2,7 +2,7 @@
 
 ``impax train ldif|sif|sifpp --data DATA --out RUN [--preset paper|cpu]`` runs :func:`train`:
 
-1. ``RUN/run.json`` records the recipe, the full :class:`LdifRunConfig` and the data path; running
+1. ``RUN/run.json`` records the recipe, the full :class:`LdifRecipeConfig` and the data path; running
    the command again with the same settings resumes from the newest checkpoint.
 2. :func:`impax.train.fit` trains :class:`~impax.models.ldif_model.LdifModel` on a prepared store
    (``impax prepare``, GAPS frame) as google/ldif's ``train.py`` does: per step ``batch_size``
@@ -85,24 +85,26 @@ from typing import Any
 
 import numpy as np
 
-from impax.configs import from_dict, to_dict
+from impax.configs import to_dict
 from impax.conventions import LDIF_ISO_LEVEL
+from impax.geometry.voxels import occupancy_iou
 from impax.models.ldif_config import LDIF, LDIF_CPU, SIF, SIF_PLUS_PLUS, LdifConfig
-from impax.train.config import TrainConfig
-from impax.train.recipes.common import (LR_SCHEDULES, apply_dotted, budget_epochs, record_iou, scheduled_adam,
-                                        write_run_json)
+from impax.models.ldif_model import decoder_weights, encode, set_training, shape_inputs
+from impax.models.sif_format import DECODER_FILE, write_decoder_file
+from impax.train.config import RESUMABLE, TrainConfig
+from impax.train.recipes.common import (LR_SCHEDULES, Recipe, budget_epochs, record_iou, run_summary, scheduled_adam,
+                                        start_config, write_run)
 from impax.train.recipes.common import init_from as common_init_from
 
 EVAL_FILE = "eval_iou.json"
-DECODER_FILE = "extracted.occnet"
-#: Values of :attr:`LdifRunConfig.decoder_output_init`.
+#: Values of :attr:`LdifRecipeConfig.decoder_output_init`.
 DECODER_OUTPUT_INITS = ("glorot", "zeros")
-#: Values of :attr:`LdifRunConfig.element_init`.
+#: Values of :attr:`LdifRecipeConfig.element_init`.
 ELEMENT_INITS = ("zero", "spread")
 
 
 @dataclasses.dataclass(frozen=True)
-class LdifRunConfig:
+class LdifRecipeConfig:
     """Everything a SIF/LDIF run depends on (defaults: the LDIF ``paper`` preset).
 
     - ``model``: :class:`~impax.models.ldif_config.LdifConfig` (representation, encoder, losses,
@@ -142,9 +144,9 @@ class LdifRunConfig:
     epochs: int = 2400
     surface_points: int = 10_000
     train_split: str = "train"
-    heldout_splits: tuple[str, ...] = ("val", "test")
-    eval_points: int | None = None
-    eval_batch: int = 16384
+    heldout_splits: tuple[str, ...] = dataclasses.field(default=("val", "test"), metadata=RESUMABLE)
+    eval_points: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
+    eval_batch: int = dataclasses.field(default=16384, metadata=RESUMABLE)
     decoder_output_init: str = "glorot"
     element_init: str = "zero"
     spread_half: float = 0.4
@@ -170,8 +172,8 @@ class LdifRunConfig:
             raise ValueError("epochs must be >= 0")
 
 
-def _paper(model: LdifConfig, epochs: int) -> LdifRunConfig:
-    return LdifRunConfig(model=model, train=dataclasses.replace(LdifRunConfig.train, learning_rate=model.learning_rate),
+def _paper(model: LdifConfig, epochs: int) -> LdifRecipeConfig:
+    return LdifRecipeConfig(model=model, train=dataclasses.replace(LdifRecipeConfig.train, learning_rate=model.learning_rate),
                          epochs=epochs)
 
 
@@ -192,13 +194,13 @@ CPU_EPOCHS = 30
 LDIF_CPU_EPOCHS = 180
 #: The ``ldif`` cpu preset's step budget (180 epochs of the 88-shape store): the same steps on any data.
 LDIF_CPU_STEPS = 3060
-#: The short-budget start of the ldif/sifpp cpu presets (see :class:`LdifRunConfig`): elements spread
+#: The short-budget start of the ldif/sifpp cpu presets (see :class:`LdifRecipeConfig`): elements spread
 #: over the box, and the decoder on each sample's 8 largest elements only.
 _FAST_START = dict(element_init="spread", decoder_topk=8)
 
 
-def _cpu(model: LdifConfig, epochs: int = CPU_EPOCHS, **kw: Any) -> LdifRunConfig:
-    return LdifRunConfig(model=model, train=dataclasses.replace(_CPU_TRAIN, learning_rate=model.learning_rate),
+def _cpu(model: LdifConfig, epochs: int = CPU_EPOCHS, **kw: Any) -> LdifRecipeConfig:
+    return LdifRecipeConfig(model=model, train=dataclasses.replace(_CPU_TRAIN, learning_rate=model.learning_rate),
                          epochs=epochs, surface_points=1024, **kw)
 
 
@@ -215,7 +217,7 @@ SIF_QUICK = dataclasses.replace(SIF_CPU, name="sif-quick", **{**_QUICK, "element
 SIF_PLUS_PLUS_QUICK = dataclasses.replace(LDIF_QUICK, name="sif++-quick", latent_size=0)
 
 
-def _quick(model: LdifConfig) -> LdifRunConfig:
+def _quick(model: LdifConfig) -> LdifRecipeConfig:
     init = "zeros" if model.uses_local_decoder else "glorot"
     return dataclasses.replace(_cpu(model, 2, decoder_output_init=init), surface_points=256, eval_points=4096,
                                train=dataclasses.replace(_CPU_TRAIN, learning_rate=model.learning_rate,
@@ -230,7 +232,7 @@ SIF_DEMO_EPOCHS = 160
 SIF_DEMO = dataclasses.replace(SIF_CPU, learning_rate=5e-4)
 
 #: recipe name → preset name → config.
-PRESETS: dict[str, dict[str, LdifRunConfig]] = {
+PRESETS: dict[str, dict[str, LdifRecipeConfig]] = {
     "ldif": {"paper": _paper(LDIF, 2400),
              "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros", budget_steps=LDIF_CPU_STEPS,
                          **_FAST_START),
@@ -245,41 +247,22 @@ PRESETS: dict[str, dict[str, LdifRunConfig]] = {
               "quick": _quick(SIF_PLUS_PLUS_QUICK)},
 }
 
-#: Fields that may change when a run is resumed (they do not change the maths).
-_RESUMABLE = {"train.max_steps", "train.progress", "train.log_every_steps", "train.checkpoint_every_steps",
-              "train.checkpoint_every_seconds", "train.keep_checkpoints", "train.prefetch",
-              "train.num_devices", "train.async_checkpointing", "train.handle_signals", "train.tensorboard",
-              "eval_batch", "eval_points", "heldout_splits"}
-
-
-# ----------------------------------------------------------------------------------------------
-# config handling
-
-
-def config_from_dict(d: Mapping[str, Any]) -> LdifRunConfig:
-    return from_dict(LdifRunConfig, dict(d))
-
-
-def apply_overrides(cfg: LdifRunConfig, overrides: Mapping[str, Any] | None) -> LdifRunConfig:
-    """``{"model.element_count": 8, "epochs": 3, "train.log_every_steps": 1}`` → a new config.
-
-    ``model.learning_rate`` also sets the optimiser's rate unless ``train.learning_rate`` is given."""
-    if not overrides:
-        return cfg
-    d = apply_dotted(to_dict(cfg), overrides)
+def couple_learning_rate(cfg: LdifRecipeConfig, overrides: Mapping[str, Any]) -> LdifRecipeConfig:
+    """``model.learning_rate`` (the original's ``lr``) also sets the optimiser's rate unless
+    ``train.learning_rate`` is overridden too."""
     if "model.learning_rate" in overrides and "train.learning_rate" not in overrides:
-        d["train"]["learning_rate"] = overrides["model.learning_rate"]
-    return config_from_dict(d)
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, learning_rate=cfg.model.learning_rate))
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------
 # model, loss, data
 
 
-def build_model(cfg: LdifRunConfig, seed: int = 0) -> Any:
+def build_model(cfg: LdifRecipeConfig, seed: int = 0) -> Any:
     """The :class:`~impax.models.ldif_model.LdifModel` of ``cfg`` with the weights of ``seed``;
     ``decoder_output_init="zeros"`` zeroes the local decoder's output kernel (see
-    :class:`LdifRunConfig`)."""
+    :class:`LdifRecipeConfig`)."""
     import jax.numpy as jnp
     from flax import nnx
 
@@ -298,15 +281,6 @@ def build_model(cfg: LdifRunConfig, seed: int = 0) -> Any:
     return model
 
 
-def set_training(model: Any, training: bool) -> None:
-    """Training mode: the decoder's CBN EMA-updates its statistics (and ResNet BN uses batch stats)."""
-    from flax import nnx
-
-    for _, m in nnx.iter_graph(model):
-        if isinstance(m, nnx.Module) and hasattr(m, "use_running_average"):
-            m.use_running_average = not training
-
-
 def active_loss_terms(cfg: LdifConfig) -> tuple[str, ...]:
     from impax.models.ldif_losses import active_terms
 
@@ -316,7 +290,7 @@ def active_loss_terms(cfg: LdifConfig) -> tuple[str, ...]:
 def make_loss(cfg: LdifConfig, decoder_topk: int = 0):
     """The original's ``compute_loss`` for ``cfg.loss`` as a trainer ``loss_fn`` (see module doc);
     ``decoder_topk`` > 0 decodes only each sample's ``k`` largest elements (see
-    :class:`LdifRunConfig`)."""
+    :class:`LdifRecipeConfig`)."""
     import jax.numpy as jnp
 
     from impax.models import ldif_losses as L
@@ -371,7 +345,7 @@ def inside_boxes(store: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray
     return np.stack(lo).astype(np.float32), np.stack(hi).astype(np.float32)
 
 
-def make_loader(store: Any, cfg: LdifRunConfig, split: str, seed: int, need_boxes: bool) -> Any:
+def make_loader(store: Any, cfg: LdifRecipeConfig, split: str, seed: int, need_boxes: bool) -> Any:
     """Training batches: uniform + near-surface samples, coarse grid, depth and/or surface points."""
     from impax.data.loader import StoreLoader
     from impax.models.ldif_model import select_views
@@ -403,110 +377,43 @@ def make_loader(store: Any, cfg: LdifRunConfig, split: str, seed: int, need_boxe
 # ----------------------------------------------------------------------------------------------
 # encoding and IoU
 
-#: Key of the local-view sampling at inference (the original draws it at random per call).
-INFERENCE_KEY = 0
-
-
-def shape_inputs(store: Any, sid: str, cfg: LdifRunConfig) -> dict[str, np.ndarray]:
-    """One stored shape's encoder inputs (batch of 1): depth and/or the first surface points."""
-    from impax.models.ldif_model import select_views
-
-    out: dict[str, np.ndarray] = {}
-    with store.open(sid) as f:
-        if cfg.input == "depth":
-            out["depth"] = np.asarray(select_views(f["depth"][()][None], cfg.model.image_count), np.float32)
-        if cfg.input == "points" or cfg.model.uses_local_decoder:
-            n = min(cfg.surface_points, f["surface_points"].shape[0])
-            out["surface_points"] = f["surface_points"][:n][None].astype(np.float32)
-            out["surface_normals"] = f["surface_normals"][:n][None].astype(np.float32)
-    return out
-
-
-_JIT: dict[str, Any] = {}
-
-
-def encode(model: Any, inputs: Mapping[str, np.ndarray]) -> Any:
-    """A batched :class:`~impax.models.sif.StructuredImplicit` (numpy float32) of encoder inputs, in
-    evaluation mode with the fixed local-view key :data:`INFERENCE_KEY`."""
-    import jax
-    from flax import nnx
-
-    if "encode" not in _JIT:
-        _JIT["encode"] = nnx.jit(lambda m, key, d, p, n: m.encode(key, depth=d, surface_points=p, surface_normals=n))
-    set_training(model, False)
-    sif = _JIT["encode"](model, jax.random.key(INFERENCE_KEY), inputs.get("depth"), inputs.get("surface_points"),
-                         inputs.get("surface_normals"))
-    return sif.as_numpy()
-
-
-def decoder_weights(model: Any) -> dict[str, np.ndarray] | None:
-    """The local decoder's arrays (float32 numpy, :func:`impax.models.occnet.weight_layout` names)."""
-    if getattr(model, "decoder", None) is None:
-        return None
-    return {k: np.asarray(v, np.float32) for k, v in model.decoder.weights().items()}
-
-
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    union = np.count_nonzero(pred | gt)
-    return 1.0 if union == 0 else float(np.count_nonzero(pred & gt) / union)
-
-
-def evaluate_iou(model: Any, store: Any, ids: Sequence[str], cfg: LdifRunConfig) -> dict[str, Any]:
+def evaluate_iou(model: Any, store: Any, ids: Sequence[str], cfg: LdifRecipeConfig) -> dict[str, Any]:
     """Mean uniform-sample IoU (see the module doc, step 3) over ``ids``."""
     from impax.models.ldif_model import shape_values, unbatch
 
     weights = decoder_weights(model)
     per = {}
     for sid in ids:
-        one = unbatch(encode(model, shape_inputs(store, sid, cfg)))
+        one = unbatch(encode(model, shape_inputs(store, sid, cfg.model, cfg.input, cfg.surface_points)))
         with store.open(sid) as f:
             n = f["uniform_points"].shape[0] if cfg.eval_points is None else min(cfg.eval_points,
                                                                                  f["uniform_points"].shape[0])
             pts = f["uniform_points"][:n].astype(np.float32)
             gt = f["uniform_sdf"][:n] < 0
         vals = shape_values(one, weights, pts, skip=False, batch=min(cfg.eval_batch, len(pts)))
-        per[sid] = iou(vals < LDIF_ISO_LEVEL, gt)
+        per[sid] = occupancy_iou(vals < LDIF_ISO_LEVEL, gt)
     v = list(per.values())
     return {"mean_iou": float(np.mean(v)) if v else float("nan"), "count": len(v), "per_shape": per}
 
 
 def export_decoder(model: Any, out: str | Path) -> Path | None:
-    """Write ``out/extracted.occnet`` (atomically); ``None`` for models without a local decoder."""
-    from impax.models.sif_format import write_occnet
-
+    """Write ``out/extracted.occnet`` (atomically; by the primary process); ``None`` for models
+    without a local decoder."""
     from impax.train.distributed import is_primary
 
     w = decoder_weights(model)
     if w is None:
         return None
-    path = Path(out) / DECODER_FILE
-    if not is_primary():  # one writer in a multi-process run
-        return path
-    tmp = path.with_name(path.name + ".tmp")
-    write_occnet(tmp, w)
-    tmp.replace(path)
-    return path
+    return write_decoder_file(out, w) if is_primary() else Path(out) / DECODER_FILE
 
 
 # ----------------------------------------------------------------------------------------------
 # the recipe
 
 
-def _write_run_json(out: Path, name: str, preset: str, cfg: LdifRunConfig, data: Path, seed: int,
-                    init: dict[str, Any] | None = None) -> None:
-    # through the config class, so fields added since the run started read as their defaults
-    write_run_json(out, {"recipe": name, "family": "ldif", "preset": preset, "config": to_dict(cfg),
-                         "data": str(data.absolute()), "seed": int(seed),
-                         **({"init_from": init} if init else {})}, _RESUMABLE,
-                   normalize=lambda d: to_dict(config_from_dict(d)))
-
-
-def resolve_config(name: str, preset: str, overrides: Mapping[str, Any] | None = None) -> LdifRunConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown recipe {name!r}; this module trains {sorted(PRESETS)}")
-    if preset not in PRESETS[name]:
-        raise ValueError(f"unknown {name} preset {preset!r}; choose from {sorted(PRESETS[name])}")
-    return apply_overrides(PRESETS[name][preset], overrides)
+def resolve_config(name: str, preset: str, overrides: Mapping[str, Any] | None = None) -> LdifRecipeConfig:
+    """The config of recipe ``name`` (``ldif``, ``sif``, ``sifpp``) for ``preset`` with ``overrides``."""
+    return RECIPES[name].resolve(preset, overrides)
 
 
 def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
@@ -518,9 +425,8 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     from impax.data.store import ShapeStore
     from impax.train import Stage, fit
 
-    cfg = resolve_config(name, preset, overrides)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=int(seed), max_steps=max_steps,
-                                                             progress=bool(progress)))
+    recipe = RECIPES[name]
+    cfg = start_config(recipe, preset, overrides, seed, max_steps, progress)
     out, data = Path(out), Path(data)
     if not (data / "index.json").is_file():
         raise FileNotFoundError(f"{data}: not a prepared store (no index.json); run `impax prepare` first")
@@ -530,7 +436,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     loader = make_loader(store, cfg, cfg.train_split, seed, need_boxes)
     model = build_model(cfg, seed)
     set_training(model, True)
-    _write_run_json(out, name, preset, cfg, data, seed, common_init_from(model, out, init_from))
+    write_run(out, recipe, preset, cfg, data, seed, common_init_from(model, out, init_from))
     t0 = time.perf_counter()
     epochs = budget_epochs(cfg.budget_steps, cfg.epochs, len(loader))
     tx = scheduled_adam(cfg.train, cfg.lr_schedule, cfg.lr_end_factor, epochs * len(loader))
@@ -539,14 +445,11 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
               extra_meta={"recipe": name, "model": to_dict(cfg.model), "input": cfg.input})
     train_s = time.perf_counter() - t0
     set_training(model, False)
-    stopped = "done" if res.stopped == "completed" else res.stopped
-    summary: dict[str, Any] = {"recipe": name, "run": str(out), "preset": preset, "stopped": stopped,
-                               "global_step": res.global_step, "loss": res.metrics.get("loss"),
-                               "train_seconds": round(train_s, 1)}
+    summary = run_summary(name, out, preset, res, train_s)
     dec = export_decoder(model, out)
     if dec is not None:
         summary["decoder"] = str(dec)
-    if stopped != "done":
+    if res.stopped != "done":
         return summary
 
     t1 = time.perf_counter()
@@ -561,3 +464,8 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     record_iou(out, EVAL_FILE, report, summary)
     summary["eval_seconds"] = round(time.perf_counter() - t1, 1)
     return summary
+
+
+#: ``impax train ldif|sif|sifpp`` (see :mod:`impax.train.registry`).
+RECIPES = {name: Recipe(name, LdifRecipeConfig, presets, train, build_model, couple_learning_rate)
+           for name, presets in PRESETS.items()}
