@@ -220,11 +220,14 @@ class VoxelEncoder(nnx.Module):
         r = self.cfg.input_size
         if x.shape[1:] != (r, r, r, 1):
             raise ValueError(f"VoxelEncoder expects [B, {r}, {r}, {r}(, 1)] voxels, got {voxels.shape}")
-        for i in range(4):
-            x = getattr(self, f"conv_{i + 1}")(x)
-            x = leaky_relu(instance_norm(x, self.cfg.norm_eps), self.cfg.leaky_slope)
+        for k in range(1, 5):
+            x = leaky_relu(self.norm(k, getattr(self, f"conv_{k}")(x)), self.cfg.leaky_slope)
         x = self.conv_5(x)
         return jax.nn.sigmoid(x.reshape(x.shape[0], self.cfg.z_dim))
+
+    def norm(self, k: int, x: jax.Array) -> jax.Array:
+        """The normalisation after ``conv_k``: instance norm without affine parameters."""
+        return instance_norm(x, self.cfg.norm_eps)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -253,19 +253,9 @@ class AffineVoxelEncoder(VoxelEncoder):
             setattr(self, f"norm_{k + 1}_scale", nnx.Param(jnp.ones((c,), jnp.float32)))
             setattr(self, f"norm_{k + 1}_bias", nnx.Param(jnp.zeros((c,), jnp.float32)))
 
-    def __call__(self, voxels: jax.Array) -> jax.Array:
-        x = jnp.asarray(voxels, jnp.float32)
-        if x.ndim == 4:
-            x = x[..., None]
-        r = self.cfg.input_size
-        if x.shape[1:] != (r, r, r, 1):
-            raise ValueError(f"VoxelEncoder expects [B, {r}, {r}, {r}(, 1)] voxels, got {voxels.shape}")
-        for k in range(1, 5):
-            x = instance_norm(getattr(self, f"conv_{k}")(x), self.cfg.norm_eps)
-            x = x * getattr(self, f"norm_{k}_scale")[...] + getattr(self, f"norm_{k}_bias")[...]
-            x = leaky_relu(x, self.cfg.leaky_slope)
-        x = self.conv_5(x)
-        return jax.nn.sigmoid(x.reshape(x.shape[0], self.cfg.z_dim))
+    def norm(self, k: int, x: jax.Array) -> jax.Array:
+        x = instance_norm(x, self.cfg.norm_eps)
+        return x * getattr(self, f"norm_{k}_scale")[...] + getattr(self, f"norm_{k}_bias")[...]
 
 
 def assign_imnet_tf1_encoder(encoder: VoxelEncoder, arrays: Arrays) -> VoxelEncoder:

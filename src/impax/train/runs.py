@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from impax.configs import flatten
+
 RUN_JSON = "run.json"
 
 
@@ -31,16 +33,6 @@ def read_run(run: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: unreadable run.json ({type(e).__name__}: {e})") from None
 
 
-def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def write_run_json(out: str | Path, info: dict[str, Any], resumable: set[str],
                    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
     """Write ``RUN/run.json`` (``info`` has ``recipe``, ``config``, ``seed``...); refuse when an
@@ -52,7 +44,7 @@ def write_run_json(out: str | Path, info: dict[str, Any], resumable: set[str],
     if path.is_file():
         old = json.loads(path.read_text())
         old_cfg = old.get("config", {})
-        a, b = flat(normalize(old_cfg) if normalize else old_cfg), flat(info["config"])
+        a, b = flatten(normalize(old_cfg) if normalize else old_cfg), flatten(info["config"])
         diff = sorted(k for k in set(a) | set(b) if k not in resumable and a.get(k) != b.get(k))
         for key in ("recipe", "init_from"):
             if old.get(key) != info.get(key):

@@ -20,13 +20,14 @@ step: ``SOURCE`` is ``pretrained:<name>`` or a run folder with checkpoints; the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from impax.data.store import file_sha256
 
 PREFIX = "pretrained:"
 ROOT = Path(__file__).resolve().parent
@@ -64,17 +65,9 @@ def write(name: str, arrays: Mapping[str, np.ndarray], run: Mapping[str, Any], p
     np.savez_compressed(d / WEIGHTS, **{k: np.asarray(v) for k, v in arrays.items()})
     (d / "run.json").write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
     prov = dict(provenance)
-    prov["weights_sha256"] = sha256(d / WEIGHTS)
+    prov["weights_sha256"] = file_sha256(d / WEIGHTS)
     (d / "provenance.json").write_text(json.dumps(prov, indent=2, sort_keys=True) + "\n")
     return d
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def source_arrays(source: str, like: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
@@ -83,7 +76,7 @@ def source_arrays(source: str, like: Mapping[str, Any]) -> tuple[dict[str, np.nd
     if source.startswith(PREFIX):
         name = source[len(PREFIX):]
         arrays, run, prov = read(name)
-        return arrays, run, {"source": source, "weights_sha256": sha256(folder(name) / WEIGHTS),
+        return arrays, run, {"source": source, "weights_sha256": file_sha256(folder(name) / WEIGHTS),
                              "made_by": prov.get("commands", {})}
     from impax.train.checkpoint import CheckpointStore
 
