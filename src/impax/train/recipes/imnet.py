@@ -27,39 +27,15 @@ Presets (:data:`PRESETS`):
   1e-5 (``lr_end_factor`` 0.01), 1/1 epochs of 4 shapes × 4096 points at levels 16/32, then 130
   epochs of 8 shapes × 1024 random level-64 points, Adam state kept across levels, and the
   ``"scaled"`` decoder init (see :class:`IMNetAERecipeConfig`).
-  Measured (2 cores, ``impax shapes --out S --count 330 --seed 0``; ``impax prepare S D --quick
-  --voxels-256 --skip uniform,near,surface,sdf_grid,depth,views --split-fractions 0.8,0,0.2``:
-  255 train / 75 held-out, IM-NET's 64³ voxels max-pooled from 256³; ``time impax train imnet-ae
-  --data D --out RUN``): 4156 steps, 481 s training + 69 s evaluation (9 min 14 s wall), mean 64³
-  IoU **0.857 train / 0.756 held-out** (held-out per family: box 0.93, sphere 0.94, ellipsoid
-  0.92, mug 0.81, cylinder 0.77, chair 0.75, capsule 0.73, lamp 0.68, airplane 0.67, table 0.63,
-  torus 0.61). How it got there (same data): the previous preset (z 128, 68 epochs of 8 × 2048)
-  gave 0.772 / 0.712 in 485 s; a faster step (see the speed note: 2234 → 3071 steps in the same
-  time) 0.825 / 0.734; 1024 instead of 2048 points per shape learns as much per step for ~20%
-  less time (one core, 95 epochs: 0.829 / 0.752); z 256 0.841 / 0.753 (95 epochs, one core).
-  Tried and not kept (one core, 95 epochs of 8 × 1024, against 0.829 / 0.752): Adam 2e-3 (loss
-  clearly higher, stopped), decoder gf 20 (0.806 / 0.727 at 2048 points), encoder ef 12 (30%
-  slower per step, no lower loss, stopped), 25% of the points as random 64³ cell centres
-  (``grid_fraction`` 0.25: 0.828 / 0.751), training at the cell centres (``snap_points``:
-  0.822 / 0.731 — spheres reach 1.00, thin shapes drop). Single runs differ by about ±0.01.
-  Earlier (88 shapes, one core): 64³ cell-centre voxels alias the 1-cell-thin walls (lamp 0.35
-  vs 0.60 on max-pooled 256³ voxels); 2 × 8192 points per step learned slower than 8 × 2048;
-  a sigmoid + cross-entropy head, Adam 3e-4 and larger xyz/encoder rates were worse.
+  Measurements and the alternatives tried: ``docs/tuning.md`` (IM-AE).
 * ``demo``: what ``impax demo`` trains — the ``cpu`` recipe with its own stages (2/2 epochs of
   4 × 4096 points, then 72 epochs of 2 × 8192 level-64 points), TensorBoard
-  on, a checkpoint every 30 s, no held-out evaluation. Measured with 40 epochs (one core,
-  ``impax shapes --count 33``, 25 train / 8 held-out): 128 s training, IoU 0.51 / 0.45; in the
-  full ``impax demo`` on 2 cores 40 epochs took 88 s of the stage's 170 s budget, hence 72.
+  on, a checkpoint every 30 s, no held-out evaluation.
+* ``pretrain`` / ``quick``: the shipped starting weights (``scripts/pretrain.sh``) and smoke runs.
 
-Speed note (CPU): the cpu preset's level-64 step (8 shapes × 2048 points, 2 cores) went from
-187 ms to ~150 ms with :func:`conv_s2d_per_shape` for the first layer and the explicit gradient
-of :func:`_shifted_sum`, and the trainer's rate from 4.7 to 6.7 steps/s with the loader's memory
-cache (:class:`~impax.data.loader.StoreLoader`). XLA's CPU backend computes the *input* gradient
-of a stride-2 ``conv3d`` very slowly (measured: 11.5 s for one 32³×16 → 16³×32 layer on a
-16-shape batch, against 0.14 s for the same maths written as space-to-depth + a dense product).
-:func:`encode_s2d` is the IM-NET encoder written that way — same parameters, same outputs (tests
-check 1e-5 against :class:`~impax.models.imnet.VoxelEncoder`) — and is what the training loss uses
-when ``fast_encoder`` is on (the default).
+The training loss encodes with :func:`~impax.models.imnet_s2d.encode_s2d` when ``fast_encoder`` is
+on (the default): the IM-NET encoder written as space-to-depth + dense products, same parameters and
+outputs, much faster gradients on XLA's CPU backend (``docs/tuning.md``).
 """
 
 from __future__ import annotations

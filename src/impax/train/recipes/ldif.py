@@ -36,43 +36,19 @@ Presets (:data:`PRESETS`, per recipe name):
   ``ldif`` (not in the original, impax's short-budget choices, measured below): the local
   decoder's output kernel starts at zero (``decoder_output_init="zeros"``: the LDIF starts as its
   SIF), the near-surface weight is 1 (the original 0.1: with 256 uniform samples of which ~3% are
-  inside, the uniform term alone drives the shapes to shrink), Adam 5e-4, 60 epochs.
+  inside, the uniform term alone drives the shapes to shrink), Adam 5e-4 with a cosine decay,
+  elements started spread over the shape (``element_init="spread"``), hardness 20, each local
+  decoder evaluated only for its point's 8 strongest elements (``decoder_topk``), and a budget of
+  :data:`LDIF_CPU_STEPS` steps whatever the data size (``budget_steps``).
 * ``demo`` (what ``impax demo`` trains: 22 training shapes of its 33, ~150 s on 2 cores): the cpu
-  models; ``ldif`` 44 epochs (220 steps), ``sif`` 160 epochs (800 steps) at Adam 5e-4.
-  Measured on the demo's store (11 held-out shapes), one core: ``ldif`` 0.310 held-out IoU in
-  133 s (36 epochs: 0.277, 119 s); ``sif`` 0.409 in 121 s (80 epochs at 5e-4: 0.340, 71 s). At
-  this budget SIF is ahead: the LDIF decoder needs ~500 steps before it adds to the SIF part. In
-  the full ``impax demo`` on 2 cores (11 held-out shapes): 44 epochs 83 s, held-out IoU 0.306;
-  100 epochs 159 s, 0.269 (lower despite a lower loss; 1020 steps reach 0.51 on the 88 shapes).
+  models; ``ldif`` 44 epochs (220 steps; the demo starts it from ``pretrained:ldif-cpu``), ``sif``
+  160 epochs (800 steps) at Adam 5e-4.
+* ``pretrain``: the ``ldif`` cpu model for 80 epochs with a cosine decay on the ``pretrain`` stream
+  of built-in shapes (``scripts/pretrain.sh``; the shipped ``pretrained:ldif-cpu``).
 * ``quick``: smoke runs (8 + 4 elements with 8-d latents, 32^2 views, spc 128, 2 epochs, Adam
   1e-3): ~15 s of training, mostly compilation (``ldif``; ``sif`` ~7 s) on the quick demo's store.
 
-Measurements (built-in shapes: ``impax shapes --count 88 --seed 0`` then ``impax prepare --quick``
-with the default 0.8/0.1/0.1 split: 69 training and 19 held-out shapes, 4096 uniform samples each;
-one core: ``taskset -c 1`` with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
-intra_op_parallelism_threads=1``; seconds are wall time of ``impax train`` including compilation
-and the evaluation, on a machine shared with other jobs)::
-
-    recipe  settings (changes to the preset)                         steps  held-out IoU  seconds
-    sif     cpu (Adam 1e-4, 30 epochs)                                  510      0.378        147
-    sif     cpu, 10 epochs                                              170      0.304         55
-    sif     cpu, 10 epochs, Adam 5e-4                                   170      0.330         52
-    ldif    previous cpu (Glorot decoder, ns 0.1, Adam 1e-4, 2 cores)   510      0.357        ~520
-    ldif    zeros, Adam 5e-4, ns 0.1, 10 epochs                          170      0.220        183
-    ldif    zeros, Adam 5e-4, ns 0.1, inside weight 10, 10 epochs        170      0.262        149
-    ldif    zeros, Adam 5e-4, ns 1, 10 epochs                            170      0.334        145
-    ldif    Glorot, Adam 5e-4, ns 1, 10 epochs                           170      0.200        269
-    ldif    zeros, Adam 1e-3, ns 1, 10 epochs                            170      0.170        158
-    ldif    cpu at 30 epochs                                             510      0.345        428
-    ldif    cpu at 30 epochs, inside weight 3                            510      0.280        261
-    ldif    cpu (60 epochs)                                             1020      0.520        512
-    sif     cpu, 120 epochs                                             2040      0.461        322
-    sif     cpu, 190 epochs (about the ldif preset's time)               3230      0.488        462
-
-ns: near-surface weight; zeros/Glorot: ``decoder_output_init``. With the zero-initialised output the
-decoder first helps at ~500 steps (F without the decoder: 0.23 at 510 steps, 0.26 at 1020). The
-``ldif`` cpu preset fits 10 minutes on one core (512 s), so on 2 cores with the other one free;
-it beats the ``sif`` cpu preset (0.378) and also a SIF given about the same time (0.488).
+Measurements behind these choices and the alternatives tried: ``docs/tuning.md`` (LDIF / SIF).
 """
 
 from __future__ import annotations
