@@ -360,3 +360,41 @@ def test_snapped_points_are_the_centres_of_their_cells_and_the_loss_uses_them():
     _, occ = model(vox, snapped[:80].reshape(2, 40, 3))
     np.testing.assert_allclose(float(loss), np.mean((np.asarray(occ).reshape(2, 40, 1) - batch["values"]) ** 2),
                                rtol=1e-4)
+
+
+def test_cli_lists_presets_shows_config_reads_config_files_and_inits_from_a_run(full_run, tiny_data, tmp_path,
+                                                                                capsys):
+    """``--list-presets``, ``--show-config`` (preset < --config file < --set, each field with its
+    help), ``--config cfg.toml`` and ``--init-from RUN`` through the CLI."""
+    from impax.cli import main
+
+    assert main(["train", "imnet-ae", "--list-presets"]) == 0
+    listed = capsys.readouterr().out
+    for name in R.PRESETS:
+        assert f"  {name} " in listed, (name, listed)
+    cfg_file = tmp_path / "cfg.toml"
+    cfg_file.write_text('point_mode = "chunk"\n[train]\nlearning_rate = 3e-4\nseed = 5\n')
+    assert main(["train", "imnet-ae", "--preset", "quick", "--config", str(cfg_file),
+                 "--set", "train.learning_rate=2e-4", "--show-config"]) == 0
+    shown = {ln.split("=")[0].strip(): ln for ln in capsys.readouterr().out.splitlines() if "=" in ln}
+    assert '"chunk"' in shown["point_mode"]                       # from the file
+    assert "0.0002" in shown["train.learning_rate"]                # --set wins over the file
+    assert shown["model.z_dim"].split("=")[1].split()[0] == str(R.QUICK.model.z_dim)  # the preset
+    assert len(shown["train.learning_rate"].split("=", 1)[1].split()) > 1   # a help text follows the value
+    assert not (tmp_path / "never").exists()
+    # a typo in the file is refused before anything is written
+    cfg_file.write_text("[train]\nlerning_rate = 1e-3\n")
+    assert main(["train", "imnet-ae", "--config", str(cfg_file), "--data", str(tiny_data),
+                 "--out", str(tmp_path / "never")]) != 0
+    assert "unknown config key 'train.lerning_rate'" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+    # --init-from: the new run starts from the finished run's weights and records where they came from
+    src, _ = full_run
+    args = ["train", "imnet-ae", "--data", str(tiny_data), "--out", str(tmp_path / "b"), "--seed", "1",
+            "--no-progress", "--init-from", str(src), "--max-steps", "0"]
+    for k, v in TINY.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    assert main(args) == 0
+    info = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert Path(info["init_from"]["source"]) == src.absolute() or info["init_from"]["source"] == str(src)
+    _assert_same(_params(tmp_path / "b"), _params(src))
