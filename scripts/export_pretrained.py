@@ -29,6 +29,8 @@ def main() -> int:
     ap.add_argument("--command", action="append", default=[], metavar="STEP=COMMAND",
                     help="a command that made the data or the weights, in order (repeatable)")
     ap.add_argument("--note", default="", help="free text, e.g. the load on the machine")
+    ap.add_argument("--unfinished", action="store_true",
+                    help="export a run stopped before its last epoch (provenance says so, with its step)")
     args = ap.parse_args()
 
     import jax
@@ -38,9 +40,12 @@ def main() -> int:
     from impax.train.pretrained import write
 
     run = json.loads((args.run / "run.json").read_text())
-    summary = json.loads(args.summary.read_text())
-    if summary.get("stopped") != "done":
-        raise SystemExit(f"{args.run}: the run is not finished ({summary.get('stopped')!r})")
+    try:
+        summary = json.loads(args.summary.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    if summary.get("stopped") != "done" and not args.unfinished:
+        raise SystemExit(f"{args.run}: the run is not finished ({summary.get('stopped')!r}); --unfinished exports it")
     store = CheckpointStore(args.run, keep=None, async_save=False)
     try:
         step = store.latest_step()
@@ -77,6 +82,7 @@ def main() -> int:
         "data": {"prepare": prepare, "splits": ds.index().get("splits"), "count": len(ds),
                  "shapes": "impax shapes --stream pretrain (a random stream no impax shapes/impax demo seed uses)"},
         "global_step": int(meta["position"]["global_step"]),
+        "finished": summary.get("stopped") == "done",
         "train_seconds": summary.get("train_seconds"),
         "eval": evals,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

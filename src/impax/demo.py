@@ -18,18 +18,22 @@ behind them are in :func:`make_plan`; measured on 2 shared CPU cores)::
 
     #   stage              default  --quick   what
     1   shapes                  10        5   33 built-in shapes, 3 per family (quick: 22, 2 per family)
-    2   prepare                 40       15   impax prepare --quick settings without the 24 SVR views
-    3   train-imnet-ae         170       25   imnet-ae "cpu" preset, shortened (quick: tiny model)
-    4   train-ldif             150       15   ldif "demo"/"quick" preset, else "cpu" with a step limit
-    5   train-imnet-gan         40       10   imnet-gan "demo"/"quick" preset on the IM-AE codes
-    6   reconstruct-imnet-ae    30       10   held-out + 2 training shapes at 64^3 (quick: 32^3)
-    7   reconstruct-ldif        30       10   same shapes, LDIF from the stored depth images
+    2   prepare                 60       15   impax prepare --quick settings with IM-NET's 256^3 voxel
+                                              sampling, without the 24 SVR views
+    3   train-imnet-ae         120       25   imnet-ae "demo" preset from pretrained:imnet-ae-cpu
+                                              (quick: "quick", a tiny model from scratch)
+    4   train-ldif              60       15   ldif "demo" preset from pretrained:ldif-cpu (quick: "quick")
+    5   train-imnet-gan         20       10   imnet-gan "demo"/"quick" preset on the IM-AE codes
+    6   reconstruct-imnet-ae   100       10   held-out + 2 training shapes at 64^3, 200 refine steps
+                                              each (quick: 32^3, 5 steps)
+    7   reconstruct-ldif        40       10   same shapes from the stored depth images, 200 refine
+                                              steps against the depth views (quick: 5)
     8   sample-gan              15        5   6 samples (quick: 3)
     9   interpolate             15        5   6 steps between two training shapes (quick: 4)
     10  evaluate                25       10   IoU, Chamfer-L1/L2, F-score, NC (30k surface samples,
                                               50k IoU points; quick 10k/20k); GAN COV/MMD/1-NNA
     11  report                  20       10   renders (192 px, 2 views; quick: 112 px, 1 view)
-        total                  545      120
+        total                  485      120
 
 Training uses each recipe's own ``demo`` (default) or ``quick`` preset as it is; the IM-AE and LDIF
 stages start from the weights shipped with impax (``pretrained:imnet-ae-cpu``, ``pretrained:ldif-cpu``,
@@ -154,13 +158,13 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
         imnet_ae=TrainPlan("imnet-ae", "demo", init_from="pretrained:imnet-ae-cpu"),
         ldif=TrainPlan("ldif", "demo", init_from="pretrained:ldif-cpu"),
         gan=TrainPlan("imnet-gan", "demo"),
-        train_recon=2, resolution=64, refine={"imnet-ae": 100, "ldif": 200}, gan_samples=6, interp_steps=6,
+        train_recon=2, resolution=64, refine={"imnet-ae": 200, "ldif": 200}, gan_samples=6, interp_steps=6,
         metrics={"n_samples": 30_000, "iou_samples": 50_000, "voxel_resolution": 32},
         gen_points=2048,
         report={"size": 192, "views": ((35.0, 22.0), (215.0, 22.0)), "max_shapes": 8, "supersample": 2,
                 "strip_limit": 10},
-        budgets={"shapes": 10, "prepare": 40, "train-imnet-ae": 170, "train-ldif": 150, "train-imnet-gan": 40,
-                 "reconstruct-imnet-ae": 30, "reconstruct-ldif": 30, "sample-gan": 15, "interpolate": 15,
+        budgets={"shapes": 10, "prepare": 60, "train-imnet-ae": 120, "train-ldif": 60, "train-imnet-gan": 20,
+                 "reconstruct-imnet-ae": 100, "reconstruct-ldif": 40, "sample-gan": 15, "interpolate": 15,
                  "evaluate": 25, "report": 20},
     )
 

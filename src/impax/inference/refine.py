@@ -83,30 +83,30 @@ def _cell_points(key: jax.Array, cells: jax.Array, res: int, pooled: bool) -> ja
 
 
 def _code_loss(gd: Any, state: Any, u: jax.Array, key: jax.Array, flat: jax.Array, band: jax.Array,
-               res: int, batch: int, pooled: bool) -> jax.Array:
+               n_band: jax.Array, res: int, batch: int, pooled: bool) -> jax.Array:
     from flax import nnx
 
     k1, k2, k3 = jax.random.split(key, 3)
     half = batch // 2
-    cells = jnp.concatenate([band[jax.random.randint(k1, (half,), 0, band.shape[0])],
+    cells = jnp.concatenate([band[jax.random.randint(k1, (half,), 0, n_band)],
                              jax.random.randint(k2, (batch - half,), 0, res ** 3)])
     pts = _cell_points(k3, cells, res, pooled)
     occ = nnx.merge(gd, state)(pts.reshape(1, -1, 3), jax.nn.sigmoid(u)[None])[0].reshape(pts.shape[:2])
     return jnp.mean(jnp.square(jnp.max(occ, axis=1) - flat[cells]))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9, 10))
-def _run_code(gd, state, u, key, flat, band, res, batch, pooled, steps, lr):
+@functools.partial(jax.jit, static_argnums=(0, 7, 8, 9, 10, 11))
+def _run_code(gd, state, u, key, flat, band, n_band, res, batch, pooled, steps, lr):
     tx = optax.adam(lr)
 
     def body(carry, k):
         u, opt = carry
-        g = jax.grad(lambda v: _code_loss(gd, state, v, k, flat, band, res, batch, pooled))(u)
+        g = jax.grad(lambda v: _code_loss(gd, state, v, k, flat, band, n_band, res, batch, pooled))(u)
         upd, opt = tx.update(g, opt, u)
         return (optax.apply_updates(u, upd), opt), None
 
     (u, _), _ = jax.lax.scan(body, (u, tx.init(u)), jax.random.split(key, steps))
-    probe = _code_loss(gd, state, u, jax.random.key(0), flat, band, res, batch, pooled)
+    probe = _code_loss(gd, state, u, jax.random.key(0), flat, band, n_band, res, batch, pooled)
     return u, probe
 
 
@@ -124,11 +124,13 @@ def refine_code(decoder: Any, z0: np.ndarray, voxels: np.ndarray, cfg: RefineCon
     band = boundary_cells(vox)
     if len(band) == 0:
         band = np.arange(vox.size)
+    n_band = len(band)
+    band = np.pad(band, (0, vox.size - n_band))  # one array shape for every shape: one compilation
     gd, state = nnx.split(decoder)
     z0 = np.clip(np.asarray(z0, np.float32), 1e-4, 1.0 - 1e-4)
     u0 = jnp.asarray(np.log(z0) - np.log1p(-z0))
     u, probe = _run_code(gd, state, u0, jax.random.key(cfg.seed), jnp.asarray(vox.reshape(-1) > 0, jnp.float32),
-                         jnp.asarray(band, jnp.int32), res, int(cfg.batch), bool(pooled), int(cfg.steps),
+                         jnp.asarray(band, jnp.int32), jnp.int32(n_band), res, int(cfg.batch), bool(pooled), int(cfg.steps),
                          float(cfg.learning_rate or IMNET_LR))
     return np.asarray(jax.nn.sigmoid(u), np.float32), {"loss": float(probe)}
 
