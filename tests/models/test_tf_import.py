@@ -14,7 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tf_bundle_writer import write_bundle
 
 from impax.models.imnet import IMNetAE, VoxelEncoder
-from impax.models.tf_import import (AffineVoxelEncoder, TFImportError, assign_imnet_tf1_encoder,
+from impax.models.tf_import import (TFImportError, assign_imnet_tf1_encoder,
                                     assign_ldif_depth_encoder, assign_pointnet, imnet_tf1_config,
                                     imnet_tf1_stock_exact, import_imnet_tf1, ldif_decoder_weights, ldif_sizes)
 
@@ -150,7 +150,7 @@ def test_improved_imae_import_reproduces_the_original_through_a_bundle(imae, tmp
     prefix.parent.mkdir(parents=True)
     write_bundle(prefix, arrays, shards=2, block_bytes=400)
     model = import_imnet_tf1(prefix.parent)  # the folder: one *.index in it
-    assert isinstance(model.encoder, AffineVoxelEncoder)
+    assert model.cfg.norm_affine and model.encoder.cfg.norm_affine
     want_z = imae_encoder({k: v.astype(np.float64) for k, v in arrays.items()}, vox)
     got_z = run(model.encoder, vox)
     np.testing.assert_allclose(got_z, want_z, atol=2e-5)
@@ -421,3 +421,14 @@ def test_imnet_ae_built_from_config_accepts_the_stock_import():
     model = IMNetAE(imnet_tf1_config(plain), rngs=nnx.Rngs(0))
     assign_imnet_tf1_encoder(model.encoder, plain)
     np.testing.assert_array_equal(np.asarray(model.encoder.conv_3.kernel[...]), plain["encoder/conv_3/Matrix"])
+
+
+def test_affine_import_trains_with_the_space_to_depth_encoder(imae):
+    """The training loss's fast encoder (:func:`impax.models.imnet_s2d.encode_s2d`) applies the
+    imported norms' scale/offset too: fine-tuning an imported TF1 model encodes as the model does."""
+    from impax.models.imnet_s2d import encode_s2d
+
+    arrays, vox, _ = imae
+    model = import_imnet_tf1(arrays)
+    assert model.cfg.norm_affine
+    np.testing.assert_allclose(np.asarray(encode_s2d(model.encoder, vox)), run(model.encoder, vox), atol=2e-5)

@@ -169,11 +169,10 @@ def run_imnet_tf1(args: argparse.Namespace) -> int:
     prefix = resolve_prefix(args.prefix)
     arrays = load_arrays(prefix)
     variant = imnet_tf1_variant(arrays)
-    ok, why = imnet_tf1_stock_exact(arrays)
-    if not ok:
+    if variant == "original":
         raise ValueError(f"{prefix}: cannot make an exact imnet-ae run from this {variant} IM-NET TF1 checkpoint: "
-                         f"{why}. The Python API impax.models.tf_import.import_imnet_tf1 loads it exactly")
-    model = import_imnet_tf1(arrays, seed=args.seed, stock=True)
+                         f"{imnet_tf1_stock_exact(arrays)[1]}")
+    model = import_imnet_tf1(arrays, seed=args.seed)  # norm_affine=True when its norms learned a scale/offset
     source = {"format": "imnet-tf1", "variant": variant, "prefix": str(Path(prefix).absolute())}
     summary = write_imnet_run(model, args.out, source, args.data, args.split, args.seed)
     print(json.dumps(summary, indent=2))

@@ -53,6 +53,8 @@ class IMNetConfig:
     - ``input_size``: voxel resolution of the encoder input (64; 16·2^4 → the final 4³ VALID conv).
     - ``leaky_slope``: 0.02 everywhere in IM-NET.
     - ``norm_eps``: instance-norm epsilon (``nn.InstanceNorm3d`` default 1e-5).
+    - ``norm_affine``: instance norms with a learned per-channel scale and offset (IM-NET TF1's
+      ``tf.contrib.layers.instance_norm``; IM-NET-pytorch has none, the default).
     - ``output``: ``"auto"`` (the layout's own: leaky clip for pytorch, sigmoid for tf1), or force
       ``"leaky_clip"``, ``"clip"`` (the improved TF1 IM-NET's hard clip) or ``"sigmoid"``.
     - ``precision``: ``jax.lax.Precision`` name for the decoder matmuls (``None``: JAX default).
@@ -66,6 +68,7 @@ class IMNetConfig:
     input_size: int = 64
     leaky_slope: float = 0.02
     norm_eps: float = 1e-5
+    norm_affine: bool = False
     output: str = "auto"
     precision: str | None = None
 
@@ -211,6 +214,10 @@ class VoxelEncoder(nnx.Module):
                                                      kernel_init=init, rngs=rngs))
         self.conv_5 = nnx.Conv(8 * e, cfg.z_dim, (4, 4, 4), strides=1, padding="VALID", use_bias=True,
                                kernel_init=init, rngs=rngs)
+        if cfg.norm_affine:
+            for k, c in enumerate((e, 2 * e, 4 * e, 8 * e)):
+                setattr(self, f"norm_{k + 1}_scale", nnx.Param(jnp.ones((c,), jnp.float32)))
+                setattr(self, f"norm_{k + 1}_bias", nnx.Param(jnp.zeros((c,), jnp.float32)))
 
     def __call__(self, voxels: jax.Array) -> jax.Array:
         """``voxels`` float ``[B, 64, 64, 64]`` or ``[B, 64, 64, 64, 1]`` → z ``[B, z_dim]``."""
@@ -226,8 +233,12 @@ class VoxelEncoder(nnx.Module):
         return jax.nn.sigmoid(x.reshape(x.shape[0], self.cfg.z_dim))
 
     def norm(self, k: int, x: jax.Array) -> jax.Array:
-        """The normalisation after ``conv_k``: instance norm without affine parameters."""
-        return instance_norm(x, self.cfg.norm_eps)
+        """The normalisation after ``conv_k``: instance norm, then ``norm_k_scale · x + norm_k_bias``
+        when ``cfg.norm_affine``."""
+        x = instance_norm(x, self.cfg.norm_eps)
+        if self.cfg.norm_affine:
+            x = x * getattr(self, f"norm_{k}_scale")[...] + getattr(self, f"norm_{k}_bias")[...]
+        return x
 
 
 # ----------------------------------------------------------------------------------------------

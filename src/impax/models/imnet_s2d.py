@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from impax.models.imnet import instance_norm, leaky_relu
+from impax.models.imnet import leaky_relu
 
 
 #: The 8 block offsets (a, e, f) of a 2×2×2 window, in the order of the space-to-depth kernels.
@@ -137,7 +137,7 @@ def encode_s2d(encoder: Any, voxels: Any) -> Any:
     for i in range(4):
         conv = getattr(encoder, f"conv_{i + 1}")
         x = conv_s2d_per_shape(x, conv.kernel[...]) if i == 0 else _conv_s2d(x, conv.kernel[...])
-        x = leaky_relu(instance_norm(x, cfg.norm_eps), cfg.leaky_slope)
+        x = leaky_relu(encoder.norm(i + 1, x), cfg.leaky_slope)
     c5 = encoder.conv_5
     z = x.reshape(x.shape[0], -1) @ c5.kernel[...].reshape(-1, cfg.z_dim) + c5.bias[...]
     return jax.nn.sigmoid(z)

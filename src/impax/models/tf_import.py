@@ -20,10 +20,10 @@ Mapping: TF's conv filters ``[d, h, w, in, out]`` and linear ``[in, out]`` matri
 impax's kernel layouts (channels-last, SAME padding of a 4³ stride-2 filter on even sizes pads 1 and 1,
 as impax does). The decoder is impax's ``"pytorch"`` layout with ``output="clip"``; the encoder
 uses ``norm_eps=1e-6``. The biases of ``conv_1..conv_4`` are dropped: a per-channel constant is
-removed exactly by the instance norm that follows. The instance norms' learned scale and offset
-have no place in :class:`~impax.models.imnet.VoxelEncoder`, so :func:`import_imnet_tf1` puts an
-:class:`AffineVoxelEncoder` (the same encoder plus those two vectors per norm) into the model when
-they are not the identity; :func:`imnet_tf1_stock_exact` says whether the stock encoder suffices.
+removed exactly by the instance norm that follows. The instance norms' learned scale and offset go
+to ``norm_k_scale``/``norm_k_bias`` of an encoder with ``IMNetConfig.norm_affine=True``, which
+:func:`import_imnet_tf1` sets when they are not the identity; :func:`imnet_tf1_stock_exact` says
+whether the stock encoder suffices.
 
 **IM-NET, original TF1 implicit decoder** (czq142857/implicit-decoder, the CVPR 2019 code;
 "original"): ``simple_net/h1_lin`` (``[3 + z, 16 gf]``), ``h4_lin`` … ``h8_lin`` with ``[h, xyz, z]``
@@ -54,6 +54,7 @@ Slim batch norms map ``beta, gamma, moving_mean, moving_variance`` → ``bias, s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -64,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from impax.models.imnet import IMNetAE, IMNetConfig, VoxelEncoder, instance_norm, leaky_relu
+from impax.models.imnet import IMNetAE, IMNetConfig, VoxelEncoder
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -241,31 +242,15 @@ def imnet_tf1_stock_exact(arrays: Arrays, atol: float = 0.0) -> tuple[bool, str]
     return True, ""
 
 
-class AffineVoxelEncoder(VoxelEncoder):
-    """:class:`~impax.models.imnet.VoxelEncoder` whose instance norms have a per-channel scale and
-    offset (``tf.contrib.layers.instance_norm`` with centre and scale, as in IM-NET TF1):
-    ``gamma · (x - mean) / sqrt(var + eps) + beta``."""
-
-    def __init__(self, cfg: IMNetConfig, *, rngs: nnx.Rngs):
-        super().__init__(cfg, rngs=rngs)
-        e = cfg.ef_dim
-        for k, c in enumerate((e, 2 * e, 4 * e, 8 * e)):
-            setattr(self, f"norm_{k + 1}_scale", nnx.Param(jnp.ones((c,), jnp.float32)))
-            setattr(self, f"norm_{k + 1}_bias", nnx.Param(jnp.zeros((c,), jnp.float32)))
-
-    def norm(self, k: int, x: jax.Array) -> jax.Array:
-        x = instance_norm(x, self.cfg.norm_eps)
-        return x * getattr(self, f"norm_{k}_scale")[...] + getattr(self, f"norm_{k}_bias")[...]
-
-
 def assign_imnet_tf1_encoder(encoder: VoxelEncoder, arrays: Arrays) -> VoxelEncoder:
-    """Copy ``encoder/*`` into a :class:`VoxelEncoder` or :class:`AffineVoxelEncoder` (in place).
+    """Copy ``encoder/*`` into a :class:`VoxelEncoder` (in place; with ``cfg.norm_affine`` the
+    norms' ``gamma``/``beta`` too).
 
-    The stock encoder is refused (:class:`TFImportError`) when the checkpoint's instance norms are
+    An encoder without ``norm_affine`` is refused (:class:`TFImportError`) when the checkpoint's instance norms are
     not the identity; the biases of ``conv_1..conv_4`` are ignored (cancelled by the norms)."""
     if imnet_tf1_variant(arrays) == "original":
         raise TFImportError(imnet_tf1_stock_exact(arrays)[1])
-    affine = isinstance(encoder, AffineVoxelEncoder)
+    affine = bool(encoder.cfg.norm_affine)
     if not affine:
         ok, why = imnet_tf1_stock_exact(arrays)
         if not ok:
@@ -292,17 +277,18 @@ def import_imnet_tf1(source: str | os.PathLike | Arrays, cfg: IMNetConfig | None
                      stock: bool = False) -> IMNetAE:
     """An :class:`IMNetAE` holding an IM-NET TF1 ``IMAE`` checkpoint (prefix or ``{name: array}``).
 
-    Exact: the encoder is an :class:`AffineVoxelEncoder` when the instance norms carry a learned
-    scale/offset. ``stock=True`` insists on the stock encoder (raises when it would not be exact).
+    Exact: the config has ``norm_affine=True`` (instance norms with a learned scale/offset) when
+    the checkpoint's norms are not the identity. ``stock=True`` insists on the stock encoder (raises when it would not be exact).
     An original implicit-decoder checkpoint gives a model whose decoder alone is imported (its
     encoder stays at its initial values); check :func:`imnet_tf1_variant` first."""
     arrays = load_arrays(source)
     cfg = imnet_tf1_config(arrays) if cfg is None else cfg
+    improved = imnet_tf1_variant(arrays) == "improved"
+    if improved and not stock and not imnet_tf1_stock_exact(arrays)[0]:
+        cfg = dataclasses.replace(cfg, norm_affine=True)
     model = IMNetAE(cfg, rngs=nnx.Rngs(seed))
     assign_imnet_tf1_decoder(model.generator, arrays)
-    if imnet_tf1_variant(arrays) == "improved":
-        if not stock and not imnet_tf1_stock_exact(arrays)[0]:
-            model.encoder = AffineVoxelEncoder(cfg, rngs=nnx.Rngs(seed))
+    if improved:
         assign_imnet_tf1_encoder(model.encoder, arrays)
     return model
 
@@ -499,7 +485,7 @@ def assign_ldif_model(model: Any, arrays: Arrays) -> Any:
 
 
 __all__ = [
-    "AffineVoxelEncoder", "TFImportError", "assign_imnet_tf1_decoder", "assign_imnet_tf1_encoder",
+    "TFImportError", "assign_imnet_tf1_decoder", "assign_imnet_tf1_encoder",
     "assign_ldif_depth_encoder", "assign_ldif_model", "assign_pointnet", "find_scope", "imnet_tf1_config",
     "imnet_tf1_norm_params", "imnet_tf1_stock_exact", "imnet_tf1_variant", "import_imnet_tf1", "ldif_decoder_weights",
     "ldif_sizes", "load_arrays", "pointnet_entries", "resnet_v2_50_entries", "weight_names",
