@@ -141,7 +141,8 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
     if quick:
         return DemoPlan(
             quick=True, seed=seed, shapes_per_family=2,
-            prepare={"views": False, "n_uniform": 2048, "n_near": 2048, "n_surface": 2048, "n_occupancy": 2048},
+            prepare={"views": False, "n_uniform": 2048, "n_near": 2048, "n_surface": 2048, "n_occupancy": 2048,
+                     "voxels_256": False},
             imnet_ae=TrainPlan("imnet-ae", "quick"), ldif=TrainPlan("ldif", "quick"),
             gan=TrainPlan("imnet-gan", "quick"),
             train_recon=1, resolution=32, refine={"imnet-ae": 5, "ldif": 5}, gan_samples=3, interp_steps=4,

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _meshes import BAD, all_files, write_bad, write_good  # noqa: E402
 
 # Small sizes; rendering is exercised by the geometry tests, the data plumbing here.
-CFG = PrepareConfig.quick(depth=False, views=False, n_uniform=1024, n_near=1024, n_surface=512, n_occupancy=512)
+CFG = PrepareConfig.quick(depth=False, views=False, voxels_256=False, n_uniform=1024, n_near=1024, n_surface=512, n_occupancy=512)
 LDIF_ONLY = dataclasses.replace(CFG, imnet=False)
 
 
@@ -91,9 +91,9 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path, src):
         (small / rel).write_bytes((src / rel).read_bytes())
     src = small
     ref = tmp_path / "ref"
-    prepare(src, ref, dataclasses.replace(PrepareConfig.quick(), depth=False, views=False), workers=1, progress=False)
+    prepare(src, ref, dataclasses.replace(PrepareConfig.quick(), depth=False, views=False, voxels_256=False), workers=1, progress=False)
     out = tmp_path / "out"
-    cmd = _cli(str(src), str(out), "--quick", "--skip", "depth,views", "--workers", "1", "--quiet")
+    cmd = _cli(str(src), str(out), "--quick", "--fast-voxels", "--skip", "depth,views", "--workers", "1", "--quiet")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

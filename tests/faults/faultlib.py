@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 #: ``impax prepare`` flags for small, quick records.
-QUICK = ("--quick", "--skip", "depth,views", "--quiet")
+QUICK = ("--quick", "--fast-voxels", "--skip", "depth,views", "--quiet")
 #: ``impax train imnet-gan`` on latent codes: a real training run of a few seconds.
 GAN = ("--preset", "quick", "--set", "batch_size=4", "--set", "train.checkpoint_every_steps=5",
        "--set", "train.log_every_steps=5", "--no-progress")

@@ -20,7 +20,7 @@ def test_sigkill_of_a_worker_fails_only_its_file(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     write_meshes(src, 11)
     # depth images on: a few seconds per file, so a worker is caught mid-file
-    proc = start("prepare", src, out, "--quick", "--skip", "views", "--quiet", "--workers", "2")
+    proc = start("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "2")
     wait_for(lambda: len(list((out / "shapes").glob("*.h5"))) >= 1 or proc.poll() is not None, what="a record")
     victim = busy_child(proc.pid)
     os.kill(victim, signal.SIGKILL)  # as the OOM killer would
@@ -33,7 +33,7 @@ def test_sigkill_of_a_worker_fails_only_its_file(tmp_path):
     assert f"skipped {failed['path']}: worker crashed" in stderr
     assert len(ShapeStore(out).ids()) == 10
     # the file itself is fine: a rerun prepares it and the folder is complete
-    rerun = impax("prepare", src, out, "--quick", "--skip", "views", "--quiet", "--workers", "2")
+    rerun = impax("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "2")
     assert rerun.returncode == 0, rerun.stderr
     assert "1 prepared now, 10 already present" in rerun.stdout and report(out)["failed"] == []
 

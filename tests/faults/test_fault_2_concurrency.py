@@ -26,15 +26,15 @@ def _held(lock_file) -> bool:
 def test_second_prepare_is_refused_and_the_first_finishes(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     write_meshes(src, 4)
-    first = start("prepare", src, out, "--quick", "--skip", "views", "--quiet", "--workers", "1")
+    first = start("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1")
     wait_for(lambda: _held(out / ".impax.lock") or first.poll() is not None, what="the first run's lock")
-    second = impax("prepare", src, out, "--quick", "--skip", "views", "--quiet", "--workers", "1")
+    second = impax("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1")
     line = one_line_error(second)
     assert f"{out} is in use by another impax prepare (held by pid {first.pid}" in line
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err  # none of its temp files was taken away
     ref = tmp_path / "ref"
-    assert impax("prepare", src, ref, "--quick", "--skip", "views", "--quiet", "--workers", "1").returncode == 0
+    assert impax("prepare", src, ref, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1").returncode == 0
     assert files(out) == files(ref)
 
 
@@ -42,7 +42,7 @@ def test_second_prepare_is_refused_and_the_first_finishes(tmp_path):
 def test_shards_share_a_folder_and_duplicates_are_refused(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     write_meshes(src, 16)
-    args = ("--quick", "--skip", "views", "--quiet", "--workers", "1")
+    args = ("--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1")
     a = start("prepare", src, out, *args, "--shard", "0/2")
     b = start("prepare", src, out, *args, "--shard", "1/2")
     wait_for(lambda: (out / ".impax-shard-0-of-2.lock").exists() and (out / ".impax-shard-1-of-2.lock").exists()

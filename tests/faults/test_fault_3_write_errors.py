@@ -61,7 +61,7 @@ def _injected_enospc(src, out, monkeypatch) -> None:
 
     monkeypatch.setattr(safety.os, "write", write)
     try:
-        P.prepare(src, out, P.PrepareConfig.quick(depth=False, views=False), workers=0, progress=False)
+        P.prepare(src, out, P.PrepareConfig.quick(depth=False, views=False, voxels_256=False), workers=0, progress=False)
     except safety.WriteError as e:
         assert "no space left on device" in str(e) and str(out) in str(e)
     else:

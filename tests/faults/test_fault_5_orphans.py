@@ -13,7 +13,7 @@ from faults.faultlib import alive, busy_child, children, start, wait_for, write_
 def test_sigkill_of_prepare_leaves_no_worker(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     write_meshes(src, 8)
-    proc = start("prepare", src, out, "--quick", "--skip", "views", "--quiet", "--workers", "2")
+    proc = start("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "2")
     busy_child(proc.pid)  # the workers are computing
     workers = children(proc.pid)
     assert len(workers) == 2

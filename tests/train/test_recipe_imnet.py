@@ -79,7 +79,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("imnet_recipe")
     generate(root / "shapes", 3, seed=0)
-    cfg = PrepareConfig.quick(uniform=False, near=False, surface=False, sdf_grid=False, depth=False,
+    cfg = PrepareConfig.quick(voxels_256=False, uniform=False, near=False, surface=False, sdf_grid=False, depth=False,
                               views=False, occupancy=False)
     res = prepare(root / "shapes", root / "data", cfg, workers=1, split_fractions=(1.0, 0.0, 0.0),
                   progress=False)

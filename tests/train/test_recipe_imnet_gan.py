@@ -49,7 +49,7 @@ def make_tiny_ae(root: Path) -> tuple[Path, Path]:
     generate(root / "shapes", 5, seed=0)  # sphere, box, torus, capsule, cylinder
     (root / "train.lst").write_text("sphere_000\nbox_000\ntorus_000\ncapsule_000\n")
     (root / "test.lst").write_text("cylinder_000\n")
-    cfg = PrepareConfig.quick(uniform=False, near=False, sdf_grid=False, depth=False, occupancy=False,
+    cfg = PrepareConfig.quick(voxels_256=False, uniform=False, near=False, sdf_grid=False, depth=False, occupancy=False,
                               n_surface=2048, n_views=4)
     res = prepare(root / "shapes", root / "data", cfg, workers=1, progress=False,
                   split_lists={"train": root / "train.lst", "test": root / "test.lst"})
