@@ -398,3 +398,27 @@ def test_cli_lists_presets_shows_config_reads_config_files_and_inits_from_a_run(
     info = json.loads((tmp_path / "b" / "run.json").read_text())
     assert Path(info["init_from"]["source"]) == src.absolute() or info["init_from"]["source"] == str(src)
     _assert_same(_params(tmp_path / "b"), _params(src))
+
+
+def test_rerunning_a_finished_run_prints_its_summary_unless_reevaluate(full_run, tiny_data, capsys):
+    from impax.cli import main
+
+    run, _ = full_run
+    args = ["train", "imnet-ae", "--data", str(tiny_data), "--out", str(run), "--seed", "1", "--no-progress"]
+    for k, v in TINY.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    recorded = json.loads((run / "summary.json").read_text())["summary"]
+    before = (run / "eval_voxel_iou.json").stat().st_mtime_ns
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == recorded and "finished earlier" in err
+    assert (run / "eval_voxel_iou.json").stat().st_mtime_ns == before      # nothing evaluated again
+    assert main(args + ["--reevaluate"]) == 0
+    out, _ = capsys.readouterr()
+    assert json.loads(out)["iou_train"] == pytest.approx(recorded["iou_train"], abs=1e-6)
+    assert (run / "eval_voxel_iou.json").stat().st_mtime_ns > before
+    # another seed is another command: it is not answered from the record (and is refused as a resume)
+    other = list(args)
+    other[other.index("--seed") + 1] = "2"
+    assert main(other) != 0
+    assert "seed" in capsys.readouterr().err

@@ -66,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "impax, e.g. pretrained:imnet-ae-cpu) or another run's folder; the model sizes must "
                         "match; optimiser and data position start fresh (default: random initialisation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="on a finished run, evaluate again (default: print the summary it recorded and exit)")
     d = p.add_argument_group("multi-host training (docs/distributed.md)")
     d.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                    help="address of process 0's coordinator (env IMPAX_COORDINATOR)")
@@ -115,6 +117,40 @@ def _roll_back(run_dir: Path, before: set[str] | None, lock: Any) -> None:
             pass
 
 
+#: ``RUN/summary.json``: the summary of a finished run and the key of the command that finished it.
+SUMMARY_FILE = "summary.json"
+
+
+def _command_key(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
+    """What makes two ``impax train`` commands the same run: recipe, data, preset, overrides, seed,
+    weights source."""
+    import hashlib
+
+    what = {"recipe": args.recipe, "data": str(Path(args.data).absolute()) if args.data else None,
+            "preset": args.preset, "overrides": overrides, "seed": args.seed, "init_from": args.init_from}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _finished_summary(out: Path, key: str) -> dict[str, Any] | None:
+    """The recorded summary when ``out`` was finished by the same command and has not changed since
+    (its newest checkpoint is still the one the summary names)."""
+    try:
+        rec = json.loads((out / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    summary = rec.get("summary") if isinstance(rec, dict) else None
+    if not isinstance(summary, dict) or rec.get("command_key") != key or summary.get("stopped") != "done":
+        return None
+    steps = [int(p.name) for p in (out / "checkpoints").glob("*") if p.name.isdigit()]
+    return summary if steps and max(steps) == summary.get("global_step") else None
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 def _list_presets(recipe: Any) -> str:
     lines = [f"presets of {recipe.name} (impax train {recipe.name} --preset NAME):"]
     for name, cfg in sorted(recipe.presets.items()):
@@ -158,6 +194,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} exists and is not a folder")
     initialize(distributed_spec(args))  # before any JAX computation; a no-op for one process
     primary = process_index() == 0
+    key = _command_key(args, overrides)
+    done = _finished_summary(out, key)
+    if done is not None and not args.reevaluate:
+        print(json.dumps(done, indent=2, default=str))
+        print(f"impax train: {out} finished earlier with these settings; this is its recorded summary "
+              "(--reevaluate evaluates again)", file=sys.stderr)
+        return 0
     before = set(os.listdir(out)) if out.is_dir() else None
     fresh = not (out / "run.json").is_file()
     lock = run_lock(out, process_index())
@@ -176,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
 
             mod_name, fn_name = after.split(":")
             summary = getattr(importlib.import_module(mod_name), fn_name)(args.out, summary)
+    if primary and summary.get("stopped") == "done" and args.max_steps is None:
+        _atomic_json(out / SUMMARY_FILE, {"command_key": key, "summary": summary})
     print(json.dumps(summary, indent=2, default=str))
     if summary.get("stopped") == "signal":
         import signal
@@ -186,6 +231,3 @@ def run(args: argparse.Namespace) -> int:
         return 128 + sig
     return 0 if summary.get("stopped") in (None, "done", "max_steps") else 1
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)
