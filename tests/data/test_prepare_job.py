@@ -49,6 +49,14 @@ def test_bad_inputs_are_reported_and_good_ones_complete(tmp_path, src):
     assert set(reasons) == set(BAD)
     for path, words in BAD.items():
         assert words in reasons[path], (path, reasons[path])
+    # per-shape measurements: wall seconds and the worker's peak resident memory, for good shapes only
+    assert set(report["shapes"]) == {"chair_ball", "chair_box", "plane_torus"}
+    for st in report["shapes"].values():
+        assert st["seconds"] > 0 and 50 < st["peak_rss_mb"] < 100_000
+    # a rerun prepares nothing and keeps the earlier measurements
+    again = prepare(mixed, out, CFG, workers=2, progress=False)
+    assert again.prepared == 0
+    assert json.loads((out / "report.json").read_text())["shapes"] == report["shapes"]
     failed_txt = (out / "failed.txt").read_text().splitlines()
     assert sorted(line.split(":")[0] for line in failed_txt) == sorted(BAD)
     store = ShapeStore(out)

@@ -248,6 +248,11 @@ class _Held:
 JOURNAL_DIR = "journal"
 
 
+#: Per-shape measurements a journal line and ``report.json``'s ``shapes`` carry: wall seconds of
+#: preparing the file, and the peak resident memory (MiB) of the worker process up to it.
+SHAPE_STATS = ("seconds", "peak_rss_mb")
+
+
 def read_journals(out: Path) -> dict[str, dict[str, Any]]:
     """``{id: {"sha256", "bytes"}}`` of the records the journals list (a torn last line is ignored)."""
     known: dict[str, dict[str, Any]] = {}
@@ -260,7 +265,8 @@ def read_journals(out: Path) -> dict[str, dict[str, Any]]:
         for line in lines:
             try:
                 rec = json.loads(line)
-                known[str(rec["id"])] = {"sha256": str(rec["sha256"]), "bytes": int(rec["bytes"])}
+                known[str(rec["id"])] = {"sha256": str(rec["sha256"]), "bytes": int(rec["bytes"]),
+                                         **{k: float(rec[k]) for k in SHAPE_STATS if k in rec}}
             except (ValueError, KeyError, TypeError):
                 continue
     return known
@@ -273,12 +279,12 @@ class _Journal:
         self.path = out / JOURNAL_DIR / f"{owner_tag()}.jsonl"
         self._f = None
 
-    def add(self, shape_id: str, sha256: str, size: int) -> None:
+    def add(self, shape_id: str, sha256: str, size: int, **stats: float) -> None:
         try:
             if self._f is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._f = open(self.path, "a", encoding="utf-8")
-            self._f.write(json.dumps({"id": shape_id, "sha256": sha256, "bytes": int(size)}) + "\n")
+            self._f.write(json.dumps({"id": shape_id, "sha256": sha256, "bytes": int(size), **stats}) + "\n")
             self._f.flush()
         except OSError:
             pass  # the journal only saves re-reading records on resume
@@ -343,6 +349,7 @@ def _prepare_one(job: Mapping[str, Any], cfg: PrepareConfig, seed: int, out: str
     from impax.geometry.mesh_io import MeshError
 
     sid = job["id"]
+    t0 = time.perf_counter()
     try:
         arrays, attrs = prepare_shape(job["path"], cfg, seed, sid, max_faces=max_faces or None)
     except MeshError as e:
@@ -367,7 +374,12 @@ def _prepare_one(job: Mapping[str, Any], cfg: PrepareConfig, seed: int, out: str
         return {"id": sid, "reason": " ".join(f"{type(e).__name__}: {e}".split())}
     import hashlib
 
-    return {"id": sid, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    import resource
+
+    # ru_maxrss: KiB on Linux; the peak of this process so far (a worker prepares one file at a time)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"id": sid, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "seconds": round(time.perf_counter() - t0, 3), "peak_rss_mb": round(peak, 1)}
 
 
 def _address_space() -> int | None:
@@ -634,14 +646,16 @@ def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig
         store = ShapeStore(out)
         store.remove_stale_tmp(exclusive=shard is None)
         failures: list[dict[str, str]] = []
-        bar = tqdm(total=len(shapes), unit="shape", disable=not progress or not shapes, file=sys.stderr,
-                   dynamic_ncols=True, smoothing=0.1)
         journal = _Journal(out)
+        bar = None
         try:
             good, todo = _verify_existing(store, shapes, _known_records(out),
-                                          lambda msg: bar.write(f"warning: {msg}", file=sys.stderr))
+                                          lambda msg: print(f"warning: {msg}", file=sys.stderr))
             skipped = len(shapes) - len(todo)
-            bar.update(skipped)
+            # the bar counts this run's files only, so its rate and ETA come from shapes finished now
+            bar = tqdm(total=len(todo), unit="shape", disable=not progress or not todo, file=sys.stderr,
+                       dynamic_ncols=True, smoothing=0.3,
+                       desc=f"prepare ({skipped} already present)" if skipped else "prepare")
             prepared = 0
 
             def done(shape: SourceShape, res: Mapping[str, Any]) -> None:
@@ -649,7 +663,8 @@ def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig
                 marker = out / "failed" / f"{shape.shape_id}.json"
                 if res.get("reason") is None:
                     good[shape.shape_id] = res["sha256"]
-                    journal.add(shape.shape_id, res["sha256"], res["bytes"])
+                    journal.add(shape.shape_id, res["sha256"], res["bytes"],
+                                **{k: res[k] for k in SHAPE_STATS if k in res})
                     marker.unlink(missing_ok=True)
                     prepared += 1
                 else:
@@ -671,7 +686,8 @@ def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig
                 _run_workers(todo, min(workers, len(todo)), setup, limits, done)
         finally:
             journal.close()
-            bar.close()
+            if bar is not None:
+                bar.close()
         failures.sort(key=lambda f: f["id"])
         if shard is None:
             merged = merge(out, trusted=good, current={s.shape_id for s in shapes})
@@ -727,6 +743,13 @@ def merge(out: str | Path, trusted: Mapping[str, str] | None = None,
         failures += [q for q in problems if q["id"] not in known_failed]
         failures.sort(key=lambda f: f["id"])
         status = _status(len(good), len(failures))
+        try:  # measurements of shapes prepared by earlier runs (their journals are folded away)
+            earlier = json.loads((out / "report.json").read_text()).get("shapes", {})
+            earlier = earlier if isinstance(earlier, dict) else {}
+        except (OSError, ValueError, AttributeError):
+            earlier = {}
+        stats = {sid: ({k: journal[sid][k] for k in SHAPE_STATS if k in journal[sid]} if sid in journal
+                       else earlier.get(sid)) for sid in sorted(good)}
         report = {
             "status": {EXIT_COMPLETE: "complete", EXIT_PARTIAL: "partial", EXIT_FAILURE: "failed"}[status],
             "exit_code": status,
@@ -734,6 +757,7 @@ def merge(out: str | Path, trusted: Mapping[str, str] | None = None,
             "prepared": len(good),
             "failed": failures,
             "splits": index["splits"],
+            "shapes": {sid: v for sid, v in stats.items() if v},  # per shape: seconds, peak_rss_mb
         }
         _write_json(out / "report.json", report)
         atomic_write_bytes(out / "failed.txt", "".join(f"{f['path']}: {f['reason']}\n" for f in failures).encode())
