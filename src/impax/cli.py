@@ -20,6 +20,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import re
 import sys
 import traceback
 
@@ -49,7 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="print the Python traceback of any error (also: IMPAX_DEBUG=1)")
+        p.description = plain(p.description)
+        for action in p._actions:
+            if isinstance(action.help, str) and action.help is not argparse.SUPPRESS:
+                action.help = plain(action.help)
+    for action in sub._choices_actions:  # the one-line summaries of `impax --help`
+        action.help = plain(action.help)
     return parser
+
+
+_LITERAL = re.compile(r"``(.+?)``")
+_ROLE = re.compile(r":(?:func|class|mod|meth|data|attr|obj):`~?([^`]+)`")
+
+
+def plain(text: str | None) -> str | None:
+    """Help text as plain text: the commands' docstrings are reStructuredText (``literal``,
+    :func:`role` references), the terminal shows neither markup."""
+    if not text:
+        return text
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if "~" in m.group(0) else m.group(1), text)
+    return _LITERAL.sub(r"\1", text)
 
 
 def expected_error(e: BaseException) -> bool:

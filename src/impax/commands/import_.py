@@ -31,7 +31,8 @@ DEBUG_HELP = "print the Python traceback of any error (also: IMPAX_DEBUG=1)"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="turn the originals' released IM-NET / LDIF weights into impax runs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    kinds = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    kinds = p.add_subparsers(dest="format", metavar="FORMAT", required=True,
+                             help="imnet-pytorch, imnet-tf1, ldif-tf1 or inspect (FORMAT --help for each)")
 
     def common_run(a: argparse.ArgumentParser) -> None:
         a.add_argument("--out", required=True, metavar="RUN",

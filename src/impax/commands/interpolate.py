@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", help="first shape (mesh file, or a shape id of the run's data)")
     p.add_argument("b", help="second shape")
     p.add_argument("--steps", type=int, default=5, help="meshes along the line, >= 1 (default 5)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (step_<k>.ply, IM-NET frame)")
     p.add_argument("--resolution", type=int, default=128, help="extraction resolution (16-512, default 128)")
     p.set_defaults(func=run)
 

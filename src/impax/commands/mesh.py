@@ -6,15 +6,13 @@ coordinates. An LDIF (latents in the file) needs ``--decoder``.
 
 Methods (``--method``):
 
-* ``dense`` (the fallback, used when ``impax.inference.extract`` is absent): F on the grid of the
-  original CUDA kernel — node ``i`` at ``(0.5 + (R - 0.5) i / R) / R * 1.5 - 0.75``
-  (:func:`impax.conventions.ldif_grid_index_to_world`) — with the kernel's rule of skipping RBFs
-  below ``1e-4`` (``--no-skip`` turns it off), then scikit-image marching cubes at -0.07. This
-  reproduces the original pipeline's meshes (``ldif2mesh`` + ``grd2msh -threshold -0.07``).
-* ``multires``: the shared coarse-to-fine extractor ``impax.inference.extract.extract_mesh`` via
-  ``impax.inference.ldif.extract_sif`` (what ``impax reconstruct`` uses for LDIF runs)
-  (a ``R + 1`` node grid spanning exactly ``[-0.75, 0.75]^3``).
-* ``auto`` (default): ``multires`` when the extractor is available, otherwise ``dense``.
+* ``dense``: F on the grid of the original CUDA kernel — node ``i`` at
+  ``(0.5 + (R - 0.5) i / R) / R * 1.5 - 0.75`` — with the kernel's rule of skipping RBFs below
+  ``1e-4`` (``--no-skip`` turns it off), then marching cubes at -0.07. This reproduces the original
+  pipeline's meshes (``ldif2mesh`` + ``grd2msh -threshold -0.07``).
+* ``multires``: impax's coarse-to-fine extraction (what ``impax reconstruct`` uses for LDIF runs):
+  F only near the surface, on a ``R + 1`` node grid spanning exactly ``[-0.75, 0.75]^3``.
+* ``auto`` (default): ``multires``.
 
 Exit status: 0 written; 1 on unreadable input or when the level set is empty (the original
 substitutes a radius-0.5 sphere; impax reports the failure instead of writing a fake mesh).
@@ -76,14 +74,6 @@ def _multires_mesh(sif, weights, resolution: int, skip: bool):
     return mesh
 
 
-def _extractor_available() -> bool:
-    try:
-        from impax.inference import extract, ldif  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(extract, "extract_mesh") and hasattr(ldif, "extract_sif")
-
-
 def run(args: argparse.Namespace) -> int:
     from impax.models.occnet import make_decoder_fn
     from impax.models.sif_format import FormatError, read_occnet, read_sif
@@ -121,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     method = args.method
     if method == "auto":
-        method = "multires" if _extractor_available() else "dense"
+        method = "multires"
     if method == "multires":
         mesh = _multires_mesh(sif, weights, args.resolution, not args.no_skip)
     else:

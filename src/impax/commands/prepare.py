@@ -29,6 +29,7 @@ STAGES = ("uniform", "near", "surface", "sdf_grid", "depth", "imnet", "views", "
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prepare", help="prepare a folder of meshes into training data",
+                              usage="impax prepare SRC OUT [options]\n       impax prepare --merge OUT",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="SRC OUT", help="source folder and output folder (only OUT with --merge)")
     p.add_argument("--workers", type=int, default=None,

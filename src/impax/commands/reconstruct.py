@@ -14,11 +14,12 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="reconstruct shapes with a trained run", description=__doc__)
     p.add_argument("run", help="training run directory")
-    p.add_argument("--input", required=True, dest="kind", choices=["voxels", "mesh", "image", "depth", "points"])
+    p.add_argument("--input", required=True, dest="kind", choices=["voxels", "mesh", "image", "depth", "points"],
+                   help="what the inputs are (IM-NET runs: voxels, mesh, image; LDIF/SIF runs: depth, points, mesh)")
     p.add_argument("inputs", nargs="+", help="input files (or a prepared data folder)")
     p.add_argument("--out", required=True, help="output folder for meshes")
     p.add_argument("--resolution", type=int, default=128, help="extraction resolution (16-512, default 128)")
-    p.add_argument("--format", default="ply", choices=["ply", "obj", "glb"])
+    p.add_argument("--format", default="ply", choices=["ply", "obj", "glb"], help="mesh file format (default ply)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="test-time optimisation: after encoding, take STEPS Adam steps on each shape's own "
                         "parameters (IM-AE: its latent code; SIF/LDIF: its elements and latents) against its "

@@ -2,8 +2,8 @@
 
     impax shapes --out DIR --count N --seed S [--stream pretrain]
 
-Writes ``DIR/<family>/<family>_<k:03d>.ply`` round-robin over the families of
-:mod:`impax.geometry.shapes` and prints one line per file.
+Writes ``DIR/<family>/<family>_<k:03d>.ply`` round-robin over the 11 families (sphere, box, torus,
+capsule, cylinder, ellipsoid, chair, table, lamp, mug, airplane) and prints one line per file.
 """
 
 from __future__ import annotations

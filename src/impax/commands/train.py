@@ -1,8 +1,8 @@
 """``impax train NAME --data DATA --out RUN``: train a model; running it again resumes.
 
-Several hosts: run the same command on every host with ``--coordinator HOST:PORT
---num-processes N --process-id I`` (or the ``IMPAX_COORDINATOR``/``IMPAX_NUM_PROCESSES``/
-``IMPAX_PROCESS_ID`` environment variables, or ``--distributed`` for JAX's cluster
+Several hosts: run the same command on every host with
+``--coordinator HOST:PORT --num-processes N --process-id I`` (or the ``IMPAX_COORDINATOR``,
+``IMPAX_NUM_PROCESSES`` and ``IMPAX_PROCESS_ID`` environment variables, or ``--distributed`` for JAX's cluster
 auto-detection, e.g. under SLURM) and the same ``--out`` on a shared file system; see
 ``docs/distributed.md``.
 
@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the full resolved config (preset, --config, --set) with each field's help, and exit")
     p.add_argument("--config", default=None, metavar="FILE",
                    help="a JSON or TOML file of config fields (nested like --show-config's keys), applied before --set")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialisation, data order and sampling (default 0; part of the run)")
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (JSON value), repeatable")
