@@ -395,6 +395,10 @@ def test_ldif_resnet50_encoder_names_shapes_and_units():
     base = f"{scope}resnet_v2_50/block1/unit_3/bottleneck_v2/"
     np.testing.assert_allclose(run(enc.backbone.units[2], x), slim_bottleneck(a, base, x, 2, False),
                                rtol=1e-3, atol=1e-3)
+    # stride 2 at an even size (LDIF's 137^2 views reach block2's stride at 18^2): slim pads 1/1
+    x = rng.normal(size=(1, 10, 10, 256)).astype(np.float32)
+    np.testing.assert_allclose(run(enc.backbone.units[2], x), slim_bottleneck(a, base, x, 2, False),
+                               rtol=1e-3, atol=1e-3)
     # the head: 2 x FC(leaky ReLU 0.2) + linear output, N x dof
     e = rng.normal(size=(1, 2048)).astype(np.float32)
     h = e

@@ -55,7 +55,10 @@ class _Bottleneck(nnx.Module):
         self.shortcut = nnx.Conv(cin, depth, (1, 1), strides=stride, rngs=rngs) if cin != depth else None
         self.conv1 = nnx.Conv(cin, bottleneck, (1, 1), use_bias=False, rngs=rngs)
         self.bn1 = nnx.BatchNorm(bottleneck, momentum=0.997, epsilon=1e-5, rngs=rngs)
-        self.conv2 = nnx.Conv(bottleneck, bottleneck, (3, 3), strides=stride, padding="SAME", use_bias=False, rngs=rngs)
+        # slim's conv2d_same: SAME at stride 1; at stride 2 an explicit (k - 1) // 2 = 1 on both sides
+        # (SAME would pad 0/1 at even sizes, shifting every window by one pixel)
+        pad = "SAME" if stride == 1 else ((1, 1), (1, 1))
+        self.conv2 = nnx.Conv(bottleneck, bottleneck, (3, 3), strides=stride, padding=pad, use_bias=False, rngs=rngs)
         self.bn2 = nnx.BatchNorm(bottleneck, momentum=0.997, epsilon=1e-5, rngs=rngs)
         self.conv3 = nnx.Conv(bottleneck, depth, (1, 1), rngs=rngs)
 
@@ -78,7 +81,7 @@ class ResNet50V2(nnx.Module):
     BLOCKS = ((256, 64, 3, 2), (512, 128, 4, 2), (1024, 256, 6, 2), (2048, 512, 3, 1))
 
     def __init__(self, in_channels: int, num_classes: int = 2048, *, rngs: nnx.Rngs):
-        self.root = nnx.Conv(in_channels, 64, (7, 7), strides=2, padding="SAME", rngs=rngs)
+        self.root = nnx.Conv(in_channels, 64, (7, 7), strides=2, padding=((3, 3), (3, 3)), rngs=rngs)  # conv2d_same
         units, c = [], 64
         for depth, bott, n, stride in self.BLOCKS:
             for i in range(n):
