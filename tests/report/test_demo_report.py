@@ -104,7 +104,8 @@ def _write_demo(out: Path) -> dict:
 
     rng = np.random.default_rng(0)
     StageRunner(out, log=lambda s: None).run([
-        Stage("prepare", lambda: {"shapes": 3}), Stage("train-imnet-ae", lambda: {"steps": 40})])
+        Stage("prepare", lambda: {"shapes": 3}), Stage("train-imnet-ae", lambda: {"steps": 40}),
+        Stage("interpolate", lambda: {"a": "chair_chair_0", "b": "torus_torus_2", "steps": 4})])
     entries, records = [], {"imnet-ae": [], "ldif": []}
     truth = {}
     for k, fam in enumerate(FAMILIES):
@@ -165,7 +166,8 @@ def _write_demo(out: Path) -> dict:
     # Two runs with loss curves (the GAN run is absent).
     for run, n in (("imnet-ae", 12), ("ldif", 8)):
         (out / "runs" / run).mkdir(parents=True, exist_ok=True)
-        (out / "runs" / run / "run.json").write_text(json.dumps({"recipe": run, "config": {}}))
+        (out / "runs" / run / "run.json").write_text(json.dumps({"recipe": run, "config": {}, "preset": "quick",
+                                                                 "seed": 7, "data": str(out / "data")}))
         log = RunLog(out / "runs" / run, resume_step=0, tensorboard=False)
         for s in range(1, n + 1):
             log.write(s * 10, "main", 0, {"loss": 1.0 / s, "sign_flip": 0.5 - 0.1 * s},
@@ -232,11 +234,13 @@ def test_report_opens_in_chromium_with_every_image_tables_and_plots(demo, tmp_pa
     out, page, text, parsed, _ = demo
     assert page == out / "report" / "index.html"
     shot = tmp_path / "demo_report.png"
-    info = inspect_page(page, screenshot=shot)
+    info = inspect_page(page, screenshot=shot, ids=("reproduce", "dropped-rows"),
+                        strips=("gan-samples", "interp-strip"))
     shutil.copyfile(shot, "/tmp/demo_report_shot.png")
     assert info["title"] == "impax demo (test)"
-    # 3 GT + 3 IM-AE + 2 LDIF (one unreadable) + 2 SIF views (torus has none) + 3 GAN + 4 interp.
-    assert len(info["images"]) == 3 + 3 + 2 + 2 + 3 + 4
+    # 3 GT + 3 IM-AE + 2 LDIF (one unreadable) + 2 SIF views (torus has none) + 3 GAN
+    # + 4 interp steps and their 2 end-point ground truths.
+    assert len(info["images"]) == 3 + 3 + 2 + 2 + 3 + 4 + 2
     assert all(i["complete"] and i["w"] > 0 and i["h"] > 0 for i in info["images"]), info["images"]
     ids = {t["id"] for t in info["tables"]}
     assert {"stages", "data", "metrics-imnet-ae", "metrics-ldif", "metrics-compare", "metrics-gan",
@@ -245,6 +249,45 @@ def test_report_opens_in_chromium_with_every_image_tables_and_plots(demo, tmp_pa
     assert info["svgs"] == 4
     assert shot.stat().st_size > 20_000
     assert "section failed" not in text
+    _assert_first_pictures_whole(info["strips"])
+    assert info["elements"]["dropped-rows"] is None  # all 3 reconstructed shapes are shown
+    repro = info["elements"]["reproduce"]
+    assert repro is not None
+    for want in ("impax 0", "jax ", "numpy ", "python 3", "CPU", "jax devices", "imnet-ae 7",
+                 f"impax demo --quick --out {out.resolve()} --seed 7", f"impax report {out.resolve()}"):
+        assert want in repro, (want, repro)
+
+
+def _assert_first_pictures_whole(strips: dict) -> None:
+    """The first picture of each strip is laid out at its natural width, inside its own cell, and
+    the next cell starts after it (not clipped, not covered)."""
+    for tid, g in strips.items():
+        assert g is not None and g["img"] is not None and g["cell1"] is not None, (tid, g)
+        assert g["inner"] == g["natural"], (tid, g)  # drawn at its natural width (border aside)
+        assert g["img"]["right"] <= g["cell0"]["right"] + 0.5, (tid, g)
+        assert g["img"]["right"] <= g["cell1"]["left"] + 0.5, (tid, g)
+
+
+def test_large_renders_fit_their_cells_and_left_out_rows_are_named(demo, tmp_path):
+    """Renders wider than the shape grid's label column (130 px): the strips' first pictures stay
+    whole; with room for 2 rows of 3 shapes the page says so, and keeps a row for the training shape."""
+    from impax.report.demo_report import build_report
+
+    out, *_ = demo
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("report"))
+    page = build_report(copy, title="trimmed", views=VIEWS[:1], size=160, supersample=1, max_shapes=2)
+    info = inspect_page(page, ids=("dropped-rows", "reproduce"), strips=("gan-samples", "interp-strip"))
+    _assert_first_pictures_whole(info["strips"])
+    note = info["elements"]["dropped-rows"]
+    assert note is not None and note.startswith("2 of 3 reconstructed shapes shown"), note
+    assert info["elements"]["reproduce"]
+    text = page.read_text(encoding="utf-8")
+    order = [m.group(1) for m in re.finditer(r'alt="(\w+) ground truth"', text)]
+    # held-out chair first, then the training torus (the mug is left out); then the strip's ends
+    assert order == ["chair_chair_0", "torus_torus_2"], order
+    assert "<i>training shape</i>" in text
+    assert 'alt="start chair_chair_0 ground truth"' in text and 'alt="end torus_torus_2 ground truth"' in text
 
 
 def test_missing_pieces_are_named_not_raised(demo):
@@ -273,7 +316,7 @@ def test_metric_tables_match_the_records(demo):
     assert float(gan["COV"]) == pytest.approx(facts["generation"]["coverage"], rel=1e-3)
     assert float(gan["1-NNA"]) == pytest.approx(facts["generation"]["one_nna"], rel=1e-3)
     stages = [r[0] for r in parsed.tables["stages"][1:]]
-    assert stages == ["prepare", "train-imnet-ae", "report"]  # the page's own stage is listed too
+    assert stages == ["prepare", "train-imnet-ae", "interpolate", "report"]  # the page's own stage is listed too
 
 
 def _mask(img: np.ndarray) -> np.ndarray:
@@ -318,3 +361,29 @@ def test_report_command_on_an_empty_folder_and_a_missing_one(tmp_path, capsys):
     assert text.count('class="na"') >= 6  # stages, data, two evals, GAN metrics, shapes, strips...
     err = capsys.readouterr().err
     assert "open check: ok" in err and "0 images" in err
+
+
+def test_loss_plots_merge_equal_series_skip_zero_ones_and_stage_starts():
+    from impax.report.demo_report import _loss_plots
+
+    recs = [{"step": s, "stage": st, "loss": y, "mse": y, "loss_bb": 1e-8 if s == 40 else 0.0}
+            for s, st, y in ((10, "level16", 0.005), (20, "level32", 0.08), (30, "level32", 0.05),
+                             (40, "level64", 0.2), (50, "level64", 0.04), (60, "level64", 0.03))]
+    plots = _loss_plots("imnet-ae", recs)
+    svg = plots[0]
+    assert len(plots) == 2 and "not drawn, zero throughout" in plots[1] and "loss_bb" in plots[1]
+    assert svg.count("<polyline") == 1 and ">loss = mse<" in svg  # one line for two equal series
+    assert "first point of each stage left out" in svg
+    points = re.search(r'<polyline[^>]*points="([^"]*)"', svg).group(1).split()
+    assert len(points) == 3  # steps 30, 50 and 60: the first point of every stage is left out
+    ticks = re.findall(r'text-anchor="middle">([-0-9.e+]+)</text>', svg)
+    assert ticks and all(float(t) == int(float(t)) for t in ticks), ticks
+
+
+def test_step_axis_ticks_are_whole_numbers():
+    from impax.report.html import line_plot_svg, x_ticks
+
+    assert x_ticks(200, 222, integer=True) == [200.0, 206.0, 211.0, 216.0, 222.0]
+    assert 0.5 in x_ticks(0, 2, count=5)
+    svg = line_plot_svg({"loss": ([200, 211, 222], [1.0, 0.5, 0.2])}, log_y=True)
+    assert "210.5" not in svg and ">211<" in svg

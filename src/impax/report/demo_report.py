@@ -30,7 +30,10 @@ import datetime as _dt
 import html
 import json
 import math
+import os
+import platform
 import re
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,10 +64,11 @@ _EXTRA_CSS = """<style>
 .na{display:inline-block;color:#8a4b00;background:#fff6e8;border:1px dashed #e0b070;border-radius:4px;
 padding:.4rem .6rem;font-size:.85rem;max-width:240px;text-align:left}
 table.grid td,table.grid th{text-align:center;vertical-align:top;padding:.3rem}
-table.grid td:first-child{text-align:left;font-size:.85rem;max-width:130px;word-break:break-word}
+table#shapes-grid td:first-child{text-align:left;font-size:.85rem;max-width:130px;word-break:break-word}
 table.grid img{display:block;margin:0 auto;border:1px solid #eee;border-radius:3px}
 .cap{font-size:.75rem;color:#555;margin-top:.2rem}
 p.note{font-size:.85rem;color:#555}
+#reproduce pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 </style>"""
 
 
@@ -377,15 +381,48 @@ def _index_entries(out: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _pick_shapes(out: Path, max_shapes: int) -> list[dict[str, Any]]:
-    """Shapes with a reconstruction: held-out ones first, classes interleaved, at most ``max_shapes``."""
+def _csv_splits(out: Path) -> dict[str, str]:
+    """Shape id -> split from the per-shape tables (their ``split`` column, where written)."""
+    splits: dict[str, str] = {}
+    for m, _, _ in MODELS:
+        for rid, r in _per_shape(out, m).items():
+            if r.get("split"):
+                splits.setdefault(rid.replace("/", "_"), r["split"])
+    return splits
+
+
+def _reconstructed(out: Path) -> list[dict[str, Any]]:
+    """Every shape with a reconstruction: id, class, split (index, else per_shape.csv) and source."""
     index = _index_entries(out)
+    csv_split = _csv_splits(out)
     ids = set().union(*(_mesh_ids(out / "meshes" / m) for m, _, _ in MODELS))
     entries = []
     for sid in ids:
         e = index.get(sid, {})
-        entries.append({"id": sid, "class": e.get("class", ""), "split": e.get("split", ""),
+        entries.append({"id": sid, "class": e.get("class", ""), "split": e.get("split") or csv_split.get(sid, ""),
                         "source": e.get("source", "")})
+    return entries
+
+
+def _is_train(entry: dict[str, Any]) -> bool:
+    return entry.get("split") == "train"
+
+
+def _pick_shapes(out: Path, max_shapes: int) -> tuple[list[dict[str, Any]], int]:
+    """Shapes with a reconstruction, held-out ones first, classes interleaved, at most ``max_shapes``;
+    up to two rows are kept for training shapes (so the grid shows those too). Also returns how many
+    shapes have a reconstruction."""
+    ordered = _interleave(_reconstructed(out))
+    held = [e for e in ordered if not _is_train(e)]
+    train = [e for e in ordered if _is_train(e)]
+    n_train = min(len(train), 2, max_shapes // 2) if held else len(train)
+    picked = held[:max(max_shapes - n_train, 0)]
+    picked += train[:max_shapes - len(picked)]
+    return picked, len(ordered)
+
+
+def _interleave(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Held-out splits first (test, val, then train), classes round robin within each split."""
     picked = []
     for rank in sorted({_SPLIT_RANK.get(e["split"], 3) for e in entries}):
         group = sorted((e for e in entries if _SPLIT_RANK.get(e["split"], 3) == rank),
@@ -397,7 +434,7 @@ def _pick_shapes(out: Path, max_shapes: int) -> list[dict[str, Any]]:
             for c in sorted(by_class):
                 if by_class[c]:
                     picked.append(by_class[c].pop(0))
-    return picked[:max_shapes]
+    return picked
 
 
 def _gt_path(out: Path, entry: dict[str, Any]) -> Path:
@@ -487,10 +524,14 @@ def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes
     from impax.report.figures import MODEL_COLORS
 
     rep.heading("Reconstructions", anchor="shapes")
-    shapes = _pick_shapes(out, max_shapes)
+    shapes, total = _pick_shapes(out, max_shapes)
     if not shapes:
         rep.raw(_na("no reconstructions under meshes/imnet-ae or meshes/ldif"))
         return
+    if len(shapes) < total:
+        rep.raw(f'<p class="note" id="dropped-rows">{len(shapes)} of {total} reconstructed shapes shown '
+                f"(at most {max_shapes} rows: held-out shapes first, then training shapes); all are scored: "
+                "the held-out ones in the tables above, every one in eval/&lt;model&gt;/per_shape.csv.</p>")
     views_txt = ", ".join(f"azimuth {a:g}°/elevation {e:g}°" for a, e in views)
     rep.paragraph(f"Each column shows the views ({views_txt}) top to bottom; ground truth and "
                   "reconstructions share one camera per view, framed by the ground truth. The last "
@@ -505,7 +546,8 @@ def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes
         sid = e["id"]
         label = f"<b>{html.escape(sid)}</b><br>{html.escape(e['class'] or '')}"
         if e["split"]:
-            label += f"<br><i>{html.escape(e['split'])}</i>"
+            split = "training shape" if _is_train(e) else f"held-out ({e['split']})"
+            label += f"<br><i>{html.escape(split)}</i>"
         cells = [label]
         try:
             gt = _load_mesh(_gt_path(out, e), out)
@@ -554,8 +596,46 @@ def _numbered(folder: Path, prefix: str) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _end_cell(out: Path, sid: str, render: _Renderer, view: tuple[float, float], role: str) -> str:
+    """A strip cell with the ground truth of interpolation end point ``sid`` (framed by itself)."""
+    from impax.geometry.render import framing
+    from impax.report.figures import MODEL_COLORS
+
+    entry = {"id": sid, **_index_entries(out).get(sid, {})}
+    try:
+        gt = _load_mesh(_gt_path(out, entry), out)
+        bounds, radius = framing(gt)
+        body = _img(render(gt, view[0], view[1], bounds, radius, MODEL_COLORS["gt"]), f"{role} {sid} ground truth")
+    except NotAvailable as err:
+        body = _na(err)
+    return f'<td>{body}<div class="cap">{html.escape(role)}: <b>{html.escape(sid)}</b> (ground truth)</div></td>'
+
+
+def _interp_ends(out: Path) -> tuple[str, str] | None:
+    """The two shapes the interpolation runs between (``.stages/interpolate.json``), if recorded."""
+    try:
+        summ = _read_json(out / ".stages" / "interpolate.json").get("summary", {})
+        a, b = summ.get("a"), summ.get("b")
+    except (NotAvailable, AttributeError):
+        return None
+    return (str(a), str(b)) if a and b else None
+
+
+def _section_interp(rep: Report, out: Path, render: _Renderer, view: tuple[float, float], limit: int) -> None:
+    rep.heading("Latent interpolation (IM-NET AE)", anchor="interp")
+    ends = _interp_ends(out)
+    if ends:
+        rep.paragraph(f"From {ends[0]} to {ends[1]} (training shapes): their ground truths at both ends, "
+                      "the decoded steps between them.")
+    first = [_end_cell(out, ends[0], render, view, "start")] if ends else []
+    last = [_end_cell(out, ends[1], render, view, "end")] if ends else []
+    _mesh_strip(rep, out, out / "meshes" / "interp", "step", "interpolation", render, view, limit,
+                "interp-strip", first, last)
+
+
 def _mesh_strip(rep: Report, out: Path, folder: Path, prefix: str, label: str, render: _Renderer,
-                view: tuple[float, float], limit: int, table_id: str) -> None:
+                view: tuple[float, float], limit: int, table_id: str, first: Sequence[str] = (),
+                last: Sequence[str] = ()) -> None:
     from impax.geometry.render import framing
     from impax.report.figures import MODEL_COLORS
 
@@ -578,6 +658,7 @@ def _mesh_strip(rep: Report, out: Path, folder: Path, prefix: str, label: str, r
         else:
             body = _img(render(m, view[0], view[1], bounds, radius, MODEL_COLORS["gan"]), f"{label} {p.stem}")
         cells.append(f'<td>{body}<div class="cap">{html.escape(p.stem)}</div></td>')
+    cells = [*first, *cells, *last]
     rep.raw(f'<table class="grid" id="{html.escape(table_id)}"><tr>' + "".join(cells) + "</tr></table>")
 
 
@@ -626,9 +707,17 @@ def _section_curves(rep: Report, out: Path) -> None:
 _SKIP_KEYS = {"step", "stage", "epoch", "time", "samples_per_sec", "steps_per_sec"}
 
 
-def _loss_plots(name: str, recs: list[dict[str, Any]]) -> list[str]:
-    """SVG plots of every logged scalar except timing and learning rates: positive series on a
-    log-y plot, series that go to zero or below (e.g. WGAN critic losses) on a linear one."""
+def _settled(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``recs`` without the first logged point of each training stage when there are several stages
+    (e.g. IM-AE's 16/32/64 levels): a fresh level starts far off and would spike the scale."""
+    stages = [r.get("stage") for r in recs]
+    if len(set(stages)) < 2:
+        return recs
+    return [r for i, r in enumerate(recs) if i > 0 and stages[i] == stages[i - 1]]
+
+
+def _series(recs: list[dict[str, Any]]) -> dict[str, tuple[list[float], list[float]]]:
+    """Every logged scalar except timing and learning rates, as (steps, values)."""
     keys: list[str] = []
     for r in recs:
         for k, v in r.items():
@@ -637,20 +726,157 @@ def _loss_plots(name: str, recs: list[dict[str, Any]]) -> list[str]:
                 keys.append(k)
     series = {}
     for k in keys:
-        xs = [float(r["step"]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
-        ys = [float(r[k]) for r in recs if isinstance(r.get(k), (int, float)) and "step" in r]
-        if xs:
-            series[k] = (xs, ys)
+        pts = [(float(r["step"]), float(r[k])) for r in recs
+               if isinstance(r.get(k), (int, float)) and isinstance(r.get("step"), (int, float))]
+        if pts:
+            series[k] = ([x for x, _ in pts], [y for _, y in pts])
+    return series
+
+
+#: Series whose values all stay within this of zero are not drawn (e.g. LDIF's unused loss_bb).
+ZERO_TOL = 1e-6
+
+
+def _is_zero(ys: Sequence[float]) -> bool:
+    return all(abs(y) <= ZERO_TOL for y in ys if math.isfinite(y))
+
+
+def _merge_equal(series: dict[str, tuple[list[float], list[float]]]) -> dict[str, tuple[list[float], list[float]]]:
+    """One line per distinct curve: series with the same points (IM-AE's loss and mse) are drawn once,
+    named ``loss = mse``."""
+    merged: dict[str, tuple[list[float], list[float]]] = {}
+    for name, xy in series.items():
+        same = next((k for k, v in merged.items() if v == xy), None)
+        if same is None:
+            merged[name] = xy
+        else:
+            merged[f"{same} = {name}"] = merged.pop(same)
+    return merged
+
+
+def _loss_plots(name: str, recs: list[dict[str, Any]]) -> list[str]:
+    """SVG plots of every logged scalar except timing and learning rates: positive series on a
+    log-y plot, series that go to zero or below (e.g. WGAN critic losses) on a linear one. Equal
+    series share one line, all-zero ones are not drawn, and a run of several stages leaves out
+    the first point of each stage."""
+    kept = _settled(recs)
+    note = " (first point of each stage left out)" if len(kept) < len(recs) else ""
+    series = _merge_equal(_series(kept or recs))
+    zero = [k for k, (_, ys) in series.items() if _is_zero(ys)]
+    series = {k: v for k, v in series.items() if k not in zero}
     pos = {k: v for k, v in series.items() if all(y > 0 for y in v[1] if math.isfinite(y))}
     rest = {k: v for k, v in series.items() if k not in pos}
     plots = []
     if pos:
-        plots.append(line_plot_svg(pos, title=f"{name}", ylabel="value", log_y=True))
+        plots.append(line_plot_svg(pos, title=f"{name}{note}", ylabel="value", log_y=True))
     if rest:
-        plots.append(line_plot_svg(rest, title=f"{name} (linear)", ylabel="value", log_y=False))
-    if not plots:
+        plots.append(line_plot_svg(rest, title=f"{name} (linear){note}", ylabel="value", log_y=False))
+    if zero:
+        plots.append(f'<p class="note">{html.escape(name)}: not drawn, zero throughout (|value| &le; '
+                     f"{ZERO_TOL:g}): {html.escape(', '.join(zero))}</p>")
+    elif not plots:
         plots.append(_na(f"{name}: metrics.jsonl has no scalar series"))
     return plots
+
+
+# ------------------------------------------------------------------------------ provenance
+
+
+def _versions() -> dict[str, str]:
+    """impax, jax, numpy and python versions of the process building this page."""
+    import impax
+
+    found = {"impax": getattr(impax, "__version__", "?"), "numpy": np.__version__,
+             "python": platform.python_version()}
+    try:
+        import jax
+
+        found["jax"] = jax.__version__
+    except Exception as e:  # noqa: BLE001 - the report only describes
+        found["jax"] = f"not importable ({type(e).__name__})"
+    return found
+
+
+def _cpu_name() -> str:
+    """The CPU model (/proc/cpuinfo's model name, else platform.processor()) and core count."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown"
+    return f"{name} ({os.cpu_count() or '?'} logical cores visible)"
+
+
+def _jax_devices() -> str:
+    try:
+        import jax
+
+        return ", ".join(str(d) for d in jax.devices())
+    except Exception as e:  # noqa: BLE001
+        return f"not available ({type(e).__name__})"
+
+
+def _runs_info(out: Path) -> list[dict[str, Any]]:
+    """Per training run: recipe, preset, seed and data, from runs/<run>/run.json."""
+    rows = []
+    for run in _run_dirs(out):
+        try:
+            info = _read_json(run / "run.json")
+        except NotAvailable:
+            continue
+        if isinstance(info, dict):
+            rows.append({"run": run.name, "recipe": info.get("recipe", ""), "preset": info.get("preset", ""),
+                         "seed": info.get("seed", ""), "data": info.get("data", "")})
+    return rows
+
+
+def _user_meshes(out: Path) -> str | None:
+    """The ``--meshes`` folder the demo linked its shapes from (shapes/ holds links), if any."""
+    root = out / "shapes"
+    links = [p for p in sorted(root.rglob("*")) if p.is_symlink()] if root.is_dir() else []
+    if not links:
+        return None
+    rel = links[0].relative_to(root)
+    target = links[0].resolve()
+    return str(target.parents[len(rel.parts) - 1]) if len(target.parts) > len(rel.parts) else str(target.parent)
+
+
+def demo_command(out: Path) -> str:
+    """The ``impax demo`` command line that made ``out``, rebuilt from what it records (the runs'
+    presets and seeds, linked shapes)."""
+    runs = _runs_info(out)
+    parts = ["impax", "demo"]
+    if any(r["preset"] == "quick" for r in runs):
+        parts.append("--quick")
+    meshes = _user_meshes(out)
+    if meshes:
+        parts += ["--meshes", meshes]
+    parts += ["--out", str(out.resolve())]
+    seeds = {r["seed"] for r in runs if isinstance(r["seed"], int)}
+    if seeds and seeds != {0}:
+        parts += ["--seed", str(min(seeds))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _section_reproduce(rep: Report, out: Path) -> None:
+    versions = _versions()
+    runs = _runs_info(out)
+    seeds = ", ".join(f"{r['run']} {r['seed']}" for r in runs) or "not recorded (no runs/*/run.json)"
+    commands = [demo_command(out), f"impax report {shlex.quote(str(out.resolve()))}"]
+    env = [("versions", ", ".join(f"{k} {v}" for k, v in versions.items())), ("CPU", _cpu_name()),
+           ("jax devices", _jax_devices()), ("seeds (runs/*/run.json)", seeds),
+           ("stage markers", ", ".join(r["stage"] for r in _stages(out)) or "none")]
+    body = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in env)
+    rep.raw('<div id="reproduce"><h2>Reproduce</h2><p>This page was built with the software below, on this machine; '
+            "running the commands again (the demo reuses finished stages; a new output folder reruns "
+            f"them) remakes it.</p><ul>{body}</ul><pre>{html.escape(chr(10).join(commands))}</pre></div>")
+    if runs:
+        rep.table(runs, ["run", "recipe", "preset", "seed", "data"], caption="Training runs (runs/*/run.json)",
+                  table_id="reproduce-runs")
 
 
 # ---------------------------------------------------------------------------------- the page
@@ -683,10 +909,9 @@ def build_report(out_dir: str | Path, title: str = "impax demo report",
         ("gan", lambda: (rep.heading("GAN samples (IM-NET latent GAN)", anchor="gan"),
                          _mesh_strip(rep, out, out / "meshes" / "gan", "sample", "GAN", render, views[0],
                                      strip_limit, "gan-samples"))),
-        ("interp", lambda: (rep.heading("Latent interpolation (IM-NET AE)", anchor="interp"),
-                            _mesh_strip(rep, out, out / "meshes" / "interp", "step", "interpolation", render,
-                                        views[0], strip_limit, "interp-strip"))),
+        ("interp", lambda: _section_interp(rep, out, render, views[0], strip_limit)),
         ("curves", lambda: _section_curves(rep, out)),
+        ("reproduce", lambda: _section_reproduce(rep, out)),
     )
     for name, fn in sections:
         try:

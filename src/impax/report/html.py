@@ -120,6 +120,15 @@ class Report:
         return path
 
 
+def x_ticks(x0: float, x1: float, count: int = 5, integer: bool = False) -> list[float]:
+    """About ``count`` tick positions from ``x0`` to ``x1``; with ``integer`` (e.g. steps) only whole
+    numbers, so a step axis never reads 210.5."""
+    ticks = np.linspace(x0, x1, count)
+    if integer:
+        ticks = np.unique(np.round(ticks))
+    return [float(t) for t in ticks]
+
+
 def line_plot_svg(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str = "",
                   xlabel: str = "step", ylabel: str = "", width: int = 520, height: int = 300,
                   log_y: bool = False) -> str:
@@ -165,9 +174,9 @@ def line_plot_svg(series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
         yy = float(sy(np.array(yv)))
         parts.append(f'<line x1="{ml}" y1="{yy:.1f}" x2="{ml + pw}" y2="{yy:.1f}" stroke="#eee"/>')
         parts.append(f'<text x="{ml - 4}" y="{yy + 4:.1f}" text-anchor="end">{lab}</text>')
-        xv = x0 + t * (x1 - x0)
+    for xv in x_ticks(x0, x1, integer=bool(np.all(allx == np.round(allx)))):
         xx = float(sx(np.array(xv)))
-        parts.append(f'<text x="{xx:.1f}" y="{mt + ph + 14}" text-anchor="middle">{xv:.4g}</text>')
+        parts.append(f'<text x="{xx:.1f}" y="{mt + ph + 14}" text-anchor="middle">{xv:.6g}</text>')
     parts.append(f'<text x="{ml + pw / 2}" y="{height - 6}" text-anchor="middle">{html.escape(xlabel)}</text>')
     if ylabel:
         parts.append(f'<text x="12" y="{mt + ph / 2}" text-anchor="middle" '
