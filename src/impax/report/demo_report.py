@@ -68,6 +68,7 @@ table#shapes-grid td:first-child{text-align:left;font-size:.85rem;max-width:130p
 table.grid img{display:block;margin:0 auto;border:1px solid #eee;border-radius:3px}
 .cap{font-size:.75rem;color:#555;margin-top:.2rem}
 p.note{font-size:.85rem;color:#555}
+.strip{overflow-x:auto;max-width:100%}
 #reproduce pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
 </style>"""
 
@@ -659,7 +660,8 @@ def _mesh_strip(rep: Report, out: Path, folder: Path, prefix: str, label: str, r
             body = _img(render(m, view[0], view[1], bounds, radius, MODEL_COLORS["gan"]), f"{label} {p.stem}")
         cells.append(f'<td>{body}<div class="cap">{html.escape(p.stem)}</div></td>')
     cells = [*first, *cells, *last]
-    rep.raw(f'<table class="grid" id="{html.escape(table_id)}"><tr>' + "".join(cells) + "</tr></table>")
+    rep.raw(f'<div class="strip"><table class="grid" id="{html.escape(table_id)}"><tr>' + "".join(cells)
+            + "</tr></table></div>")
 
 
 # ------------------------------------------------------------------------------ loss curves
