@@ -30,7 +30,9 @@ def main() -> int:
                     help="a command that made the data or the weights, in order (repeatable)")
     ap.add_argument("--note", default="", help="free text, e.g. the load on the machine")
     ap.add_argument("--unfinished", action="store_true",
-                    help="export a run stopped before its last epoch (provenance says so, with its step)")
+                    help="export a run without a final 'done' summary (stopped early, or its end-of-run "
+                         "evaluation was stopped); provenance records its step against --steps-planned")
+    ap.add_argument("--steps-planned", type=int, default=None, help="the run's total steps (for --unfinished)")
     args = ap.parse_args()
 
     import jax
@@ -82,7 +84,10 @@ def main() -> int:
         "data": {"prepare": prepare, "splits": ds.index().get("splits"), "count": len(ds),
                  "shapes": "impax shapes --stream pretrain (a random stream no impax shapes/impax demo seed uses)"},
         "global_step": int(meta["position"]["global_step"]),
-        "finished": summary.get("stopped") == "done",
+        "finished": summary.get("stopped") == "done" or (
+            args.steps_planned is not None and int(meta["position"]["global_step"]) >= args.steps_planned),
+        "steps_planned": args.steps_planned,
+        "stopped": summary.get("stopped", "no summary: the command was stopped after its last checkpoint"),
         "train_seconds": summary.get("train_seconds"),
         "eval": evals,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

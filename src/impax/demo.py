@@ -24,7 +24,7 @@ behind them are in :func:`make_plan`; measured on 2 shared CPU cores)::
                                               (quick: "quick", a tiny model from scratch)
     4   train-ldif              60       15   ldif "demo" preset from pretrained:ldif-cpu (quick: "quick")
     5   train-imnet-gan         20       10   imnet-gan "demo"/"quick" preset on the IM-AE codes
-    6   reconstruct-imnet-ae   100       10   held-out + 2 training shapes at 64^3, 200 refine steps
+    6   reconstruct-imnet-ae   100       10   held-out + 2 training shapes at 128^3, 200 refine steps
                                               each (quick: 32^3, 5 steps)
     7   reconstruct-ldif        40       10   same shapes from the stored depth images, 200 refine
                                               steps against the depth views (quick: 5)
@@ -159,7 +159,7 @@ def make_plan(quick: bool = False, seed: int = 0) -> DemoPlan:
         imnet_ae=TrainPlan("imnet-ae", "demo", init_from="pretrained:imnet-ae-cpu"),
         ldif=TrainPlan("ldif", "demo", init_from="pretrained:ldif-cpu"),
         gan=TrainPlan("imnet-gan", "demo"),
-        train_recon=2, resolution=64, refine={"imnet-ae": 200, "ldif": 200}, gan_samples=6, interp_steps=6,
+        train_recon=2, resolution=128, refine={"imnet-ae": 200, "ldif": 200}, gan_samples=6, interp_steps=6,
         metrics={"n_samples": 30_000, "iou_samples": 50_000, "voxel_resolution": 32},
         gen_points=2048,
         report={"size": 192, "views": ((35.0, 22.0), (215.0, 22.0)), "max_shapes": 8, "supersample": 2,
