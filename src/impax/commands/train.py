@@ -93,9 +93,10 @@ def distributed_spec(args: argparse.Namespace):
         raise SystemExit(f"impax train: {e}") from None
 
 
-def _has_checkpoint(run_dir: Path) -> bool:
+def _checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of the checkpoints in ``run_dir`` (folder names only: no orbax import)."""
     ckpts = run_dir / "checkpoints"
-    return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+    return [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
 
 
 def _roll_back(run_dir: Path, before: set[str] | None, lock: Any) -> None:
@@ -142,14 +143,8 @@ def _finished_summary(out: Path, key: str) -> dict[str, Any] | None:
     summary = rec.get("summary") if isinstance(rec, dict) else None
     if not isinstance(summary, dict) or rec.get("command_key") != key or summary.get("stopped") != "done":
         return None
-    steps = [int(p.name) for p in (out / "checkpoints").glob("*") if p.name.isdigit()]
+    steps = _checkpoint_steps(out)
     return summary if steps and max(steps) == summary.get("global_step") else None
-
-
-def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _list_presets(recipe: Any) -> str:
@@ -211,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
                                 overrides=overrides, seed=args.seed, max_steps=args.max_steps,
                                 progress=not args.no_progress, **kw)
         except BaseException:
-            if primary and fresh and not _has_checkpoint(out):
+            if primary and fresh and not _checkpoint_steps(out):
                 _roll_back(out, before, lock)
             raise
         after = info(args.recipe).after_training
@@ -221,7 +216,10 @@ def run(args: argparse.Namespace) -> int:
             mod_name, fn_name = after.split(":")
             summary = getattr(importlib.import_module(mod_name), fn_name)(args.out, summary)
     if primary and summary.get("stopped") == "done" and args.max_steps is None:
-        _atomic_json(out / SUMMARY_FILE, {"command_key": key, "summary": summary})
+        from impax.data.safety import atomic_write_text
+
+        atomic_write_text(out / SUMMARY_FILE, json.dumps({"command_key": key, "summary": summary}, indent=2,
+                                                         default=str) + "\n")
     print(json.dumps(summary, indent=2, default=str))
     if summary.get("stopped") == "signal":
         import signal
