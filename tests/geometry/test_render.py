@@ -9,6 +9,10 @@ from PIL import Image
 
 from impax.geometry.camera import Cameras, orbit_cameras, view_cameras
 from impax.geometry.render import (
+    add_label,
+    label_height,
+    render_compare,
+    tile_images,
     depth_to_points,
     dodeca_surface_samples,
     dodecahedron_cameras,
@@ -244,5 +248,51 @@ def test_render_command_writes_png(tmp_path):
     assert np.all(img[0] == 255) and np.any(img[:, 4:52] < 200)
     out2 = tmp_path / "dodeca.png"
     assert main(["render", str(mesh_path), "--out", str(out2), "--dodeca"]) == 0
-    assert np.asarray(Image.open(out2)).shape == (4 * 224 + 5 * 4, 5 * 224 + 6 * 4)
+    dd = np.asarray(Image.open(out2)).astype(int)
+    # 20 tiles of 224 px, each in a 1-px frame under a label band, 8 px of white between them
+    tile, band, pad = 226, label_height(226), 8
+    assert dd.shape == (4 * (tile + band) + 5 * pad, 5 * tile + 6 * pad)
+    for c in range(5):
+        x = pad + c * (tile + pad)
+        assert np.all(dd[:, x - pad:x] == 255)  # white gutter left of every column
+        for r in range(4):
+            y = pad + r * (tile + band + pad)
+            assert np.all(dd[y:y + band, x - pad:x] == 255)
+            assert dd[y:y + band, x:x + tile].min() < 128  # the view index is drawn in its band
+            frame = dd[y + band:y + band + tile, x:x + tile]
+            assert np.all(frame[:, 0] == 170) and np.all(frame[0, :] == 170) and np.all(frame[-1, :] == 170)
+            assert np.any(frame[1:-1, 1:-1] < 255)  # every camera sees the chair
+    assert np.all(dd[-pad:] == 255)
     assert main(["render", str(tmp_path / "missing.obj"), "--out", str(out)]) == 1
+
+
+def test_labels_and_frames_of_tiles():
+    img = np.full((40, 60, 3), 255, np.uint8)
+    lab = add_label(img, "chair_01")
+    h = label_height(60)
+    assert lab.shape == (40 + h, 60, 3) and np.array_equal(lab[h:], img)
+    assert lab[:h].min() < 128 and np.all(lab[:, 0] == 255)  # ink in the band, centred (margins white)
+    other = add_label(img, "table_02")
+    assert not np.array_equal(lab[:h], other[:h])
+    long = add_label(img, "a_very_long_label_that_cannot_fit_in_sixty_pixels")
+    assert long.shape == lab.shape  # shortened, not widened
+    gray = add_label(np.zeros((20, 30), np.uint8), "7", height=14)
+    assert gray.shape == (34, 30) and gray[:14].min() < 128
+    grid = tile_images([img, img], ncols=2, pad=5, labels=["a", "b"], frame=(0, 0, 255))
+    assert grid.shape == (5 + h + 42 + 5, 5 + 62 + 5 + 62 + 5, 3)
+    assert np.all(grid[5 + h, 5:67] == (0, 0, 255)) and np.all(grid[5 + h:, 67:72] == 255)
+    with pytest.raises(ValueError):
+        tile_images([img, img], labels=["a"])
+
+
+def test_render_compare_keeps_relative_size(sphere):
+    small = sphere.copy().apply_scale(0.5)
+    img = render_compare([sphere, small], ["gt", "half"], size=64, supersample=1)
+    h, pad = label_height(64), 6
+    assert img.shape == (pad + h + 64 + pad, 3 * pad + 2 * 64, 3)
+    area = [(img[pad + h:pad + h + 64, x:x + 64] < 250).any(axis=-1).sum() for x in (pad, 2 * pad + 64)]
+    assert 0.18 < area[1] / area[0] < 0.32  # half the radius: a quarter of the silhouette
+    ghost = render_compare([sphere, small, None], size=64, supersample=1, overlay=True)
+    tiles = [ghost[pad + h:pad + h + 64, x:x + 64].astype(int) for x in (pad, 2 * pad + 64, 3 * pad + 128)]
+    assert ((tiles[1] < 250).any(axis=-1).sum()) == ((tiles[0] < 250).any(axis=-1).sum())  # ghost of the gt
+    assert np.all(tiles[2] == 255)  # a missing prediction: an empty tile

@@ -10,6 +10,8 @@
   (Choy et al. 2016) that IM-NET's SVR model consumes: 137 x 137, shape on white.
 * :func:`render_shaded` / :func:`render_grid` make report pictures; several meshes can be drawn
   in one picture with colours and transparency (e.g. SIF ellipsoids over a reconstruction).
+  :func:`render_compare` draws a ground truth and its reconstructions side by side with one camera
+  and one scale, each tile labelled (:func:`add_label`).
 
 Camera conventions: :mod:`impax.geometry.camera` (OpenGL-style frame, row 0 at the top, depth
 = distance along the optical axis). Rays go through pixel centres. Each ray's first hit face is
@@ -46,8 +48,10 @@ __all__ = [
     "render_views",
     "render_shaded",
     "render_grid",
+    "render_compare",
     "framing",
     "tile_images",
+    "add_label",
     "save_png",
 ]
 
@@ -395,19 +399,93 @@ def render_shaded(meshes, azimuth_deg: float = 30.0, elevation_deg: float = 20.0
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
+def _font(px: int):
+    """Pillow's built-in font (no font file needed) at about ``px`` pixels; Pillow without FreeType
+    has only its fixed-size bitmap font."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=px)
+    except Exception:  # no FreeType: the bitmap font, one size
+        return ImageFont.load_default()
+
+
+def label_height(width: int) -> int:
+    """Height in pixels of the band :func:`add_label` puts above an image ``width`` pixels wide."""
+    return int(max(12, min(24, round(width / 11))))
+
+
+#: Grey level of label text and of tile outlines.
+LABEL_INK = 40
+
+
+def add_label(image: np.ndarray, text: str, height: int | None = None, background=255,
+              ink=LABEL_INK) -> np.ndarray:
+    """``image`` (``uint8 [H,W]`` or ``[H,W,3]``) with a band of ``height`` pixels above it (default
+    :func:`label_height` of its width) holding ``text``, centred; text too wide for the image is
+    shortened and ends with ``..``. Drawn with Pillow's built-in font, so no font file is needed."""
+    from PIL import Image, ImageDraw
+
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"expected a uint8 [H,W] or [H,W,3] image, got {img.dtype} {img.shape}")
+    w = img.shape[1]
+    h = label_height(w) if height is None else int(height)
+    mode = "L" if img.ndim == 2 else "RGB"
+
+    def level(v):
+        v = np.broadcast_to(np.asarray(v, dtype=np.int64), (3,) if mode == "RGB" else ()).tolist()
+        return tuple(v) if mode == "RGB" else int(v)
+
+    band = Image.new(mode, (w, h), level(background))
+    draw = ImageDraw.Draw(band)
+    font = _font(max(8, round(0.72 * h)))
+    text = " ".join(str(text).split())
+    shown = text
+
+    def extent(t: str) -> tuple[int, int, int, int]:
+        return draw.textbbox((0, 0), t, font=font)
+
+    while shown and extent(shown)[2] - extent(shown)[0] > w - 4:
+        text = text[:-1]
+        shown = text + ".." if text else ""
+    if shown:
+        x0, y0, x1, y1 = extent(shown)
+        draw.text(((w - (x1 - x0)) / 2 - x0, (h - (y1 - y0)) / 2 - y0), shown, fill=level(ink), font=font)
+    return np.concatenate([np.asarray(band, dtype=np.uint8), img], axis=0)
+
+
+def _outline(img: np.ndarray, value) -> np.ndarray:
+    """``img`` inside a one-pixel frame of grey level (or RGB) ``value``."""
+    out = np.empty((img.shape[0] + 2, img.shape[1] + 2) + img.shape[2:], dtype=img.dtype)
+    out[...] = np.asarray(value, dtype=img.dtype)
+    out[1:-1, 1:-1] = img
+    return out
+
+
 def tile_images(images: Sequence[np.ndarray], ncols: int | None = None, pad: int = 4,
-                background=255) -> np.ndarray:
-    """Tile equally sized ``uint8`` images (``[H,W]`` or ``[H,W,3]``) row-major into one image."""
+                background=255, labels: Sequence[str] | None = None, frame=None) -> np.ndarray:
+    """Tile equally sized ``uint8`` images (``[H,W]`` or ``[H,W,3]``) row-major into one image,
+    ``pad`` pixels of ``background`` between and around them. ``frame``: grey level (or RGB) of a
+    one-pixel outline drawn around each image (None: none). ``labels``: one text per image, drawn
+    in a band above it (:func:`add_label`, outside the outline)."""
     imgs = [np.asarray(i) for i in images]
     if not imgs:
         raise ValueError("no images to tile")
     if any(i.shape != imgs[0].shape for i in imgs):
         raise ValueError("all images must have the same shape")
+    if labels is not None and len(labels) != len(imgs):
+        raise ValueError(f"{len(labels)} labels for {len(imgs)} images")
+    if frame is not None:
+        imgs = [_outline(i, frame) for i in imgs]
+    if labels is not None:
+        imgs = [add_label(i, t, background=background) for i, t in zip(imgs, labels)]
     ncols = len(imgs) if ncols is None else max(1, int(ncols))
     nrows = -(-len(imgs) // ncols)
     h, w = imgs[0].shape[:2]
     shape = (nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad) + imgs[0].shape[2:]
-    out = np.full(shape, background, dtype=imgs[0].dtype)
+    out = np.empty(shape, dtype=imgs[0].dtype)
+    out[...] = np.asarray(background, dtype=imgs[0].dtype)
     for k, im in enumerate(imgs):
         r, c = divmod(k, ncols)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
@@ -429,6 +507,48 @@ def render_grid(meshes: Sequence, azimuths_deg: Sequence[float] = (30.0, 120.0, 
         for az in azimuths_deg:
             tiles.append(render_shaded(item, az, elevation_deg, size, col, bounds=bounds, radius=radius, **kwargs))
     return tile_images(tiles, ncols=len(azimuths_deg), pad=pad)
+
+
+#: Colour of the ground truth in :func:`render_compare` (a warm sand), RGB in [0, 1].
+GT_COLOR = (0.86, 0.72, 0.52)
+
+
+def render_compare(meshes: Sequence, labels: Sequence[str] | None = None,
+                   azimuths_deg: Sequence[float] = (30.0,), elevation_deg: float = 20.0, size: int = 256,
+                   colors: Sequence | None = None, overlay: bool = False, ghost_alpha: float = 0.3,
+                   pad: int = 6, **kwargs) -> np.ndarray:
+    """A ground truth (``meshes[0]``) and its reconstructions side by side, one column per mesh and
+    one row per azimuth, every tile drawn with the same camera: :func:`framing` of all the meshes
+    together, so relative size and position are kept (a prediction half the size of the ground
+    truth looks half the size). Each tile gets a label band (``labels``, default ``"mesh 0"``, ...).
+
+    A ``None`` entry (a prediction that could not be read) is an empty tile. ``colors``: one per
+    mesh (default :data:`GT_COLOR` for the ground truth, :data:`DEFAULT_COLOR` for the rest).
+    ``overlay``: each prediction is drawn over a translucent ghost of the ground truth (alpha
+    ``ghost_alpha``, in the ground truth's colour). Other keywords go to :func:`render_shaded`.
+    Returns ``uint8[H, W, 3]``."""
+    items = list(meshes)
+    if not items or items[0] is None:
+        raise ValueError("render_compare needs a ground-truth mesh first")
+    labels = [f"mesh {k}" for k in range(len(items))] if labels is None else list(labels)
+    if len(labels) != len(items):
+        raise ValueError(f"{len(labels)} labels for {len(items)} meshes")
+    if colors is None:
+        colors = [GT_COLOR] + [DEFAULT_COLOR] * (len(items) - 1)
+    bounds, radius = framing([_check_mesh(m) for m in items if m is not None])
+    gt = (items[0], colors[0], float(ghost_alpha))
+    blank = np.full((size, size, 3), 255, dtype=np.uint8)
+    tiles, names = [], []
+    for az in azimuths_deg:
+        for k, (m, col) in enumerate(zip(items, colors)):
+            if m is None:
+                tiles.append(blank)
+            else:
+                layers = [(m, col, 1.0)] + ([gt] if overlay and k > 0 else [])
+                tiles.append(render_shaded(layers, az, elevation_deg, size, bounds=bounds, radius=radius,
+                                           **kwargs))
+            names.append(labels[k])
+    return tile_images(tiles, ncols=len(items), pad=pad, labels=names)
 
 
 def save_png(image: np.ndarray, path) -> Path:
