@@ -1,4 +1,4 @@
-"""``impax prepare SRC OUT``: meshes → training data (LDIF samples, SDF grid, depth; IM-NET voxels/points/views).
+"""``impax prepare SRC OUT``: meshes (or OccNet's preprocessed data) → training data (LDIF samples, SDF grid, depth; IM-NET voxels/points/views).
 
 SRC may be a flat folder of meshes, ``<class>/<file>`` folders, or ShapeNet v1/v2 trees. Every shape
 becomes ``OUT/shapes/<id>.h5``; bad files are skipped and listed in ``OUT/report.json`` and
@@ -12,6 +12,17 @@ beyond an idle worker's, via RLIMIT_AS; default 3/4 of the memory divided by the
 before loading; a larger mesh is refused with the reason, never simplified). A worker that crashes
 or is killed fails only its file. One process writes to OUT at a time (shards of one job share it);
 a second one is refused. See docs/errors.md.
+
+OccNet's preprocessed data (--from-occnet): SRC is an OccNet dataset folder
+(<class>/<model>/points.npz and pointcloud.npz, split lists <class>/train.lst, val.lst, test.lst).
+Each shape becomes a record in the GAPS frame for the ldif, sif and sifpp recipes: OccNet's
+occupancy samples (uniform, and those within 0.04 of the surface as the near-surface set), its
+surface points with normals, and a coarse SDF grid estimated from them; the splits are OccNet's
+lists. The GAPS frame is estimated from the surface samples and recorded with OccNet's own frame
+(loc, scale), so results map back to the original one. OccNet ships no meshes, so there are no
+depth images (train with --set input=points), no signed distances and no IM-NET voxels (the
+imnet recipes refuse such a store). Corrupt .npz files are skipped and listed like broken meshes.
+Example: impax prepare ShapeNet/ occnet-store --from-occnet
 
 Exit status: 0 complete, 3 partial success (some inputs failed, now or in an earlier run; they are
 listed in report.json), 1 failure (nothing usable, or an error stopped the run: one line on stderr).
@@ -28,7 +39,7 @@ STAGES = ("uniform", "near", "surface", "sdf_grid", "depth", "imnet", "views", "
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("prepare", help="prepare a folder of meshes into training data",
+    p = subparsers.add_parser("prepare", help="prepare a folder of meshes (or OccNet's data) into training data",
                               usage="impax prepare SRC OUT [options]\n       impax prepare --merge OUT",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="SRC OUT", help="source folder and output folder (only OUT with --merge)")
@@ -43,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="refuse meshes with more faces (read from the file header; default 2000000; 0: no cap)")
     p.add_argument("--shard", default=None, metavar="i/n", help="prepare only shard i of n (0-based)")
     p.add_argument("--merge", action="store_true", help="finalise OUT (index.json, report.json) after sharded runs")
+    p.add_argument("--from-occnet", action="store_true",
+                   help="SRC is an OccNet dataset (<class>/<model>/points.npz, pointcloud.npz, <class>/*.lst): "
+                        "make LDIF/SIF training data from it (see above)")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     p.add_argument("--quick", action="store_true", help="small sample counts/resolutions for smoke runs")
     p.add_argument("--skip", default="", metavar="STAGE,...",
@@ -120,10 +134,25 @@ def run(args: argparse.Namespace) -> int:
     unknown = skip - set(STAGES)
     if unknown:
         raise ValueError(f"unknown stages in --skip: {', '.join(sorted(unknown))} (known: {', '.join(STAGES)})")
-    cfg = PrepareConfig.quick() if args.quick else PrepareConfig()
-    cfg = dataclasses.replace(cfg, voxels_256=not args.fast_voxels,
-                              depth_dtype="float16" if args.depth_float16 else cfg.depth_dtype,
-                              **{s: False for s in skip})
+    if args.from_occnet:
+        from impax.data.occnet import OccNetPrepareConfig
+
+        if args.export_imnet:
+            raise ValueError("--export-imnet: a store prepared from OccNet data has no IM-NET voxels or points")
+        cfg = OccNetPrepareConfig.quick() if args.quick else OccNetPrepareConfig()
+        fields = {f.name for f in dataclasses.fields(cfg)}
+        cfg = dataclasses.replace(cfg, **{s: False for s in skip if s in fields})
+    else:
+        from impax.data.occnet import looks_like_occnet
+        from impax.data.sources import discover
+
+        if looks_like_occnet(src) and not discover(src):
+            raise ValueError(f"{src} holds no meshes but looks like an OccNet dataset (<class>/<model>/points.npz): "
+                             "add --from-occnet")
+        cfg = PrepareConfig.quick() if args.quick else PrepareConfig()
+        cfg = dataclasses.replace(cfg, voxels_256=not args.fast_voxels,
+                                  depth_dtype="float16" if args.depth_float16 else cfg.depth_dtype,
+                                  **{s: False for s in skip})
     lists = {}
     for item in args.split_list:
         name, _, path = item.partition("=")

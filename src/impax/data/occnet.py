@@ -29,12 +29,17 @@ Files are read with ``allow_pickle=False``; every problem is a ``ValueError`` na
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from impax.conventions import Transform
+from impax.configs import to_dict
+from impax.conventions import GAPS_BBOX_HALF, Transform
+from impax.data.sources import SPLITS, SourceShape, shape_id_of
+from impax.geometry.mesh_io import MeshError
 
 OCCNET_FRAME = "occnet"
 POINTS_FILE = "points.npz"
@@ -242,3 +247,218 @@ def evaluation_data(root: str | Path, split: str | None = "test", classes: list[
                     ) -> list[EvalShape]:
     """:func:`evaluation_shape` of every shape of an OccNet dataset split."""
     return [evaluation_shape(d, cat) for cat, _, d in list_shapes(root, split, classes)]
+
+
+# ----------------------------------------------------------------------------------------------
+# training data: an OccNet dataset → impax's per-shape store (``impax prepare SRC OUT --from-occnet``)
+
+
+@dataclasses.dataclass(frozen=True)
+class OccNetPrepareConfig:
+    """What ``impax prepare --from-occnet`` makes of each OccNet shape (see :func:`prepare_occnet_shape`).
+
+    * ``uniform``: OccNet's ``points.npz`` samples (exact occupancies) inside the GAPS box
+      ``[-uniform_half, uniform_half]^3``; with ``fill_outside`` the part of that box OccNet did not
+      sample (outside its padded unit cube, hence outside the shape) is filled with samples labelled
+      outside, at the file's density, so the set covers the box as LDIF's does.
+    * ``near``: the ``points.npz`` samples within ``near_distance`` (GAPS units; LDIF's ``msh2pts
+      -near_surface -max_distance 0.04``) of the surface, measured to the nearest ``pointcloud.npz``
+      sample.
+    * ``surface``: ``pointcloud.npz``'s surface samples and normals.
+    * ``sdf_grid``: an approximate ``sdf_grid_res``^3 coarse SDF grid from the oriented surface
+      samples (:func:`impax.geometry.voxels.sdf_grid_from_oriented_points`).
+    """
+
+    uniform: bool = True
+    uniform_half: float = GAPS_BBOX_HALF
+    fill_outside: bool = True
+    near: bool = True
+    near_distance: float = 0.04
+    surface: bool = True
+    sdf_grid: bool = True
+    sdf_grid_res: int = 32
+
+    def __post_init__(self) -> None:
+        if not (self.uniform_half > 0 and self.near_distance > 0 and self.sdf_grid_res >= 2):
+            raise ValueError("uniform_half and near_distance must be > 0 and sdf_grid_res >= 2")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> OccNetPrepareConfig:
+        """Smaller coarse grid for smoke runs (``impax prepare --from-occnet --quick``)."""
+        return cls(**{"sdf_grid_res": 16, **overrides})
+
+
+def looks_like_occnet(root: str | Path) -> bool:
+    """Whether ``root`` has OccNet's layout: some ``<class>/<model>/points.npz``."""
+    root = Path(root)
+    if not root.is_dir():
+        return False
+    for cat in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))[:50]:
+        for model in sorted(cat.iterdir())[:50]:
+            if (model / POINTS_FILE).is_file() or (model / POINTCLOUD_FILE).is_file():
+                return True
+    return False
+
+
+def _list_names(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def discover_occnet(root: str | Path) -> tuple[list[SourceShape], str]:
+    """The shapes of an OccNet dataset folder and the sha256 of its split lists.
+
+    A shape is a model folder ``<class>/<model>/`` holding ``points.npz`` or ``pointcloud.npz``,
+    or one named in ``<class>/{train,val,test}.lst`` (a listed model without its files is kept, so
+    that preparing it fails and the report names it). Its split is the list naming it
+    (``"unlisted"`` when the class has lists but none names it); in a class without lists the split
+    is left empty (the caller hashes it). Shape ids are ``<class>_<model>``
+    (:func:`impax.data.sources.shape_id_of`), ``rel`` is ``<class>/<model>``."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"source folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"source {root} is not a folder")
+    found: list[tuple[str, str, str]] = []
+    digest = hashlib.sha256()
+    for cat in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        split_of: dict[str, str] = {}
+        lists = [s for s in SPLITS if (cat / f"{s}.lst").is_file()]
+        for s in reversed(lists):  # a model in two lists gets the first of train, val, test
+            text = (cat / f"{s}.lst").read_text()
+            digest.update(f"{cat.name}/{s}.lst\n{text}\n".encode())
+            for name in _list_names(cat / f"{s}.lst"):
+                split_of[name] = s
+        names = {p.name for p in cat.iterdir() if p.is_dir() and not p.name.startswith(".")
+                 and ((p / POINTS_FILE).is_file() or (p / POINTCLOUD_FILE).is_file())}
+        for name in sorted(names | set(split_of)):
+            found.append((cat.name, name, split_of.get(name, "unlisted" if lists else "")))
+    counts: dict[str, int] = {}
+    for cls, model, _ in found:
+        sid = shape_id_of(cls, model)
+        counts[sid] = counts.get(sid, 0) + 1
+    shapes = []
+    for cls, model, split in found:
+        rel = f"{cls}/{model}"
+        sid = shape_id_of(cls, model)
+        if counts[sid] > 1:
+            sid = f"{sid}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
+        shapes.append(SourceShape(sid, cls, model, (root / cls / model).absolute(), rel, split))
+    return sorted(shapes, key=lambda s: s.shape_id), digest.hexdigest()
+
+
+def _shape_error(folder: Path, e: Exception) -> MeshError:
+    """A reader's error as a one-line :class:`MeshError` of the shape folder (its file named relative)."""
+    text = " ".join(str(e).split())
+    prefix = f"{folder}/"
+    return MeshError(folder, text[len(prefix):] if text.startswith(prefix) else text)
+
+
+def prepare_occnet_shape(folder: str | Path, cfg: OccNetPrepareConfig = OccNetPrepareConfig(), seed: int = 0,
+                         shape_id: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The store arrays and attributes of one OccNet shape folder, in the GAPS frame.
+
+    Frames: OccNet's files are in its unit-cube frame; ``occnet_transform`` (original → occnet,
+    exact, from ``loc``/``scale``) is stored, and so is ``gaps_transform`` (original → gaps) — the
+    frame the LDIF/SIF recipes train in — estimated from the surface samples since OccNet ships no
+    mesh (:func:`impax.geometry.normalize.gaps_transform_of_samples`). Samples are mapped
+    occnet → original → gaps. Datasets: see :class:`OccNetPrepareConfig`; there are no signed
+    distances (``uniform_sdf``/``near_sdf``: the recipes use the occupancies), no depth images, no
+    IM-NET voxels, points or views.
+
+    Raises :class:`impax.geometry.mesh_io.MeshError` (one line) for a missing, unreadable or
+    unusable file."""
+    from scipy.spatial import cKDTree
+
+    from impax.data.pipeline import stage_rng
+    from impax.geometry.normalize import gaps_transform_of_samples
+    from impax.geometry.voxels import sdf_grid_from_oriented_points
+
+    folder = Path(folder)
+    shape_id = shape_id if shape_id is not None else folder.name
+    pf, cf = folder / POINTS_FILE, folder / POINTCLOUD_FILE
+    if not folder.is_dir():
+        raise MeshError(folder, "listed in a split list but the folder does not exist")
+    need_points = cfg.uniform or cfg.near
+    for f, needed, why in ((pf, need_points, "its occupancy samples"),
+                           (cf, True, "its surface samples, which set the GAPS frame")):
+        if needed and not f.is_file():
+            raise MeshError(folder, f"no {f.name} ({why})")
+    try:
+        pc = read_pointcloud(cf)
+        pts = read_points(pf) if need_points else None
+    except (ValueError, OSError) as e:
+        raise _shape_error(folder, e) from None
+    if len(pc.points) < 2:
+        raise MeshError(folder, f"{POINTCLOUD_FILE} holds {len(pc.points)} surface points")
+    t_occ = pc.transform
+    if pts is not None and not np.allclose(pts.transform.as_matrix(), t_occ.as_matrix(), rtol=1e-5, atol=1e-6):
+        raise MeshError(folder, f"{POINTS_FILE} and {POINTCLOUD_FILE} disagree on loc/scale")
+    try:
+        t_gaps = gaps_transform_of_samples(t_occ.inverse().apply(pc.points.astype(np.float64)))
+    except ValueError as e:
+        raise MeshError(folder, f"{POINTCLOUD_FILE}: {e}") from None
+    to_gaps = t_occ.inverse().then(t_gaps)  # occnet → gaps: a scale and a translation
+    surf = to_gaps.apply(pc.points.astype(np.float64)).astype(np.float32)
+    nrm = to_gaps.apply_vectors(pc.normals).astype(np.float32)
+    out: dict[str, np.ndarray] = {}
+    attrs: dict[str, Any] = {
+        "source_format": "occnet", "source_frame": OCCNET_FRAME, "occnet_transform": t_occ, "gaps_transform": t_gaps,
+        "gaps_transform_estimate": "mean and covariance of the pointcloud.npz surface samples",
+        "config": to_dict(cfg), "seed": int(seed), "occnet_surface_points": int(len(pc.points)),
+    }
+    if pts is not None:
+        occ = pts.occupancies
+        if not occ.any():
+            raise MeshError(folder, f"encloses no volume: no {POINTS_FILE} sample is inside")
+        p = to_gaps.apply(pts.points.astype(np.float64))
+        attrs.update(occnet_points=int(len(occ)), occnet_float16=int(pts.float16))
+        if cfg.uniform:
+            h = float(cfg.uniform_half)
+            keep = np.all(np.abs(p) <= h, axis=1)
+            up, uo = p[keep], occ[keep]
+            fill = _outside_fill(pts, to_gaps, h, stage_rng(seed, shape_id, "occnet-fill")) if cfg.fill_outside \
+                else np.zeros((0, 3))
+            up = np.concatenate([up, fill])
+            uo = np.concatenate([uo, np.zeros(len(fill), bool)])
+            order = stage_rng(seed, shape_id, "occnet-uniform").permutation(len(up))
+            out["uniform_points"] = up[order].astype(np.float32)
+            out["uniform_occupancy"] = uo[order].astype(np.uint8)
+            attrs["uniform_outside_fill"] = int(len(fill))
+        if cfg.near:
+            d, _ = cKDTree(surf.astype(np.float64)).query(p, k=1, workers=-1)
+            near = d <= cfg.near_distance
+            if not near.any():
+                raise MeshError(folder, f"no {POINTS_FILE} sample lies within {cfg.near_distance:g} (GAPS units) "
+                                f"of the surface")
+            order = stage_rng(seed, shape_id, "occnet-near").permutation(int(near.sum()))
+            out["near_points"] = p[near][order].astype(np.float32)
+            out["near_occupancy"] = occ[near][order].astype(np.uint8)
+    if cfg.surface:
+        out["surface_points"], out["surface_normals"] = surf, nrm
+    if cfg.sdf_grid:
+        g, w2g = sdf_grid_from_oriented_points(surf, nrm, cfg.sdf_grid_res, cfg.uniform_half)
+        out["sdf_grid"], out["world2grid"] = g, w2g
+        attrs["sdf_grid_estimate"] = "distance to the nearest surface sample, sign from the 8 nearest normals"
+    return out, attrs
+
+
+def _outside_fill(pts: OccNetPoints, to_gaps: Transform, half: float, rng: np.random.Generator) -> np.ndarray:
+    """Uniform samples of the GAPS box ``[-half, half]^3`` outside the region OccNet sampled, at the
+    file's density (GAPS frame). The excluded box holds OccNet's unit cube (where its normalisation
+    puts the whole shape), every sample of the file and every inside sample, so each fill sample is
+    outside the shape."""
+    p = pts.points.astype(np.float64)
+    lo = np.minimum(p.min(axis=0), -0.5)
+    hi = np.maximum(p.max(axis=0), 0.5)
+    corners = to_gaps.apply(np.stack([lo, hi]))
+    glo, ghi = corners.min(axis=0), corners.max(axis=0)
+    sampled = float(np.prod(hi - lo)) * to_gaps.scale ** 3  # the sampled box's volume in GAPS units
+    overlap = float(np.prod(np.clip(np.minimum(ghi, half) - np.maximum(glo, -half), 0, None)))
+    n = int(round(len(p) / sampled * ((2 * half) ** 3 - overlap)))
+    chunks, have = [], 0
+    while have < n:
+        c = rng.uniform(-half, half, size=(max(1024, 2 * (n - have)), 3))
+        c = c[np.any((c < glo) | (c > ghi), axis=1)]
+        chunks.append(c)
+        have += len(c)
+    return np.concatenate(chunks)[:n] if chunks else np.zeros((0, 3))

@@ -63,10 +63,11 @@ from pathlib import Path
 from typing import Any
 
 from impax.configs import to_dict
+from impax.data.occnet import OccNetPrepareConfig, discover_occnet
 from impax.data.pipeline import PrepareConfig, prepare_shape
 from impax.data.safety import (FolderLock, WriteError, atomic_write_bytes, atomic_write_json, is_write_error,
                                owner_tag, tmp_path, write_error)
-from impax.data.sources import DEFAULT_SPLIT_FRACTIONS, SourceShape, assign_splits, discover, shard_of
+from impax.data.sources import DEFAULT_SPLIT_FRACTIONS, SourceShape, assign_splits, discover, hash_split, shard_of
 from impax.data.store import RecordError, ShapeStore, check_record
 
 EXIT_COMPLETE, EXIT_FAILURE, EXIT_PARTIAL = 0, 1, 3
@@ -341,17 +342,23 @@ def _job(shape: SourceShape) -> dict[str, Any]:
             "model_id": shape.model_id, "split": shape.split}
 
 
-def _prepare_one(job: Mapping[str, Any], cfg: PrepareConfig, seed: int, out: str,
+def _prepare_one(job: Mapping[str, Any], cfg: Any, seed: int, out: str,
                  max_faces: int | None) -> dict[str, Any]:
-    """Prepare and write one shape. Returns ``{"id", "sha256", "bytes"}`` on success,
-    ``{"id", "reason"}`` for a bad input, ``{"id", "fatal", "errno", "path"}`` for a write error."""
+    """Prepare and write one shape (a mesh file with a :class:`PrepareConfig`, an OccNet shape
+    folder with an :class:`~impax.data.occnet.OccNetPrepareConfig`). Returns ``{"id", "sha256",
+    "bytes"}`` on success, ``{"id", "reason"}`` for a bad input, ``{"id", "fatal", "errno", "path"}``
+    for a write error."""
+    from impax.data.occnet import OccNetPrepareConfig, prepare_occnet_shape
     from impax.data.store import encode_record
     from impax.geometry.mesh_io import MeshError
 
     sid = job["id"]
     t0 = time.perf_counter()
     try:
-        arrays, attrs = prepare_shape(job["path"], cfg, seed, sid, max_faces=max_faces or None)
+        if isinstance(cfg, OccNetPrepareConfig):
+            arrays, attrs = prepare_occnet_shape(job["path"], cfg, seed, sid)
+        else:
+            arrays, attrs = prepare_shape(job["path"], cfg, seed, sid, max_faces=max_faces or None)
     except MeshError as e:
         return {"id": sid, "reason": e.reason}
     except MemoryError:
@@ -435,14 +442,15 @@ def worker_main() -> None:
     if not setup:
         return
     from impax.configs import from_dict
+    from impax.data.occnet import OccNetPrepareConfig
 
-    cfg = from_dict(PrepareConfig, setup["config"])
+    cfg = from_dict(OccNetPrepareConfig if setup.get("format") == "occnet" else PrepareConfig, setup["config"])
     # import what every file needs before measuring the idle address space
     import impax.geometry.inside  # noqa: F401
     import impax.geometry.mesh_io  # noqa: F401
     import impax.geometry.sampling  # noqa: F401
     import impax.geometry.voxels  # noqa: F401
-    if cfg.depth or cfg.views:
+    if getattr(cfg, "depth", False) or getattr(cfg, "views", False):
         import impax.geometry.render  # noqa: F401
     budget = setup.get("max_memory")
     if budget:
@@ -610,7 +618,7 @@ def _run_workers(todo: list[SourceShape], n: int, setup: dict[str, Any], limits:
         sel.close()
 
 
-def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig(), workers: int | None = None,
+def prepare(src: str | Path, out: str | Path, cfg: Any = PrepareConfig(), workers: int | None = None,
             shard: tuple[int, int] | None = None, seed: int = 0,
             split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
             split_lists: Mapping[str, str | Path] | None = None, progress: bool = True,
@@ -621,6 +629,13 @@ def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig
     ``limits`` (default :class:`Limits`); ``workers=0`` prepares in this process, without isolation
     or limits (for debugging). A full run (``shard=None``) ends with :func:`merge`; a shard run
     does not (call :func:`merge` once all shards are done).
+
+    With an :class:`~impax.data.occnet.OccNetPrepareConfig` as ``cfg``, ``src`` is an OccNet dataset
+    (``<class>/<model>/points.npz`` + ``pointcloud.npz``) and each shape folder is prepared with
+    :func:`~impax.data.occnet.prepare_occnet_shape`. The splits are OccNet's
+    ``<class>/{train,val,test}.lst`` (``split_lists``, when given, replace them; a class without
+    lists is split by hash); ``prepare.json`` records ``"source_format": "occnet"`` and the lists'
+    sha256, so a rerun after the lists changed is refused like any change of settings.
     """
     from tqdm import tqdm
 
@@ -636,7 +651,18 @@ def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig
     fractions = check_fractions(split_fractions) if not split_lists else tuple(split_fractions)
     # everything is checked before OUT is touched
     settings = _settings(cfg, seed, fractions, split_lists)
-    shapes = assign_splits(discover(src), fractions, split_lists)
+    occnet = isinstance(cfg, OccNetPrepareConfig)
+    if occnet:
+        shapes, lists_sha = discover_occnet(src)
+        if split_lists:
+            shapes = assign_splits(shapes, fractions, split_lists)
+        else:
+            shapes = [s if s.split else dataclasses.replace(s, split=hash_split(s.shape_id, fractions))
+                      for s in shapes]
+            settings["split"]["occnet_lists_sha256"] = lists_sha
+        settings["source_format"] = "occnet"
+    else:
+        shapes = assign_splits(discover(src), fractions, split_lists)
     _check_out(out)
     if shard is not None:
         shapes = [s for s in shapes if shard_of(s.shape_id, shard[1]) == shard[0]]
@@ -682,6 +708,7 @@ def prepare(src: str | Path, out: str | Path, cfg: PrepareConfig = PrepareConfig
                     done(s, res)
             elif todo:
                 setup = {"config": to_dict(cfg), "seed": int(seed), "out": str(out.absolute()),
+                         "format": "occnet" if occnet else "mesh",
                          "max_faces": limits.max_faces or None, "max_memory": limits.memory_bytes(workers)}
                 _run_workers(todo, min(workers, len(todo)), setup, limits, done)
         finally:

@@ -65,6 +65,12 @@ def _clean(s: str) -> str:
     return _BAD.sub("-", s)
 
 
+def shape_id_of(cls: str, model: str) -> str:
+    """The shape id of ``model`` of class ``cls`` (``<class>_<model>``, or ``<model>`` without a
+    class), before any collision suffix (see the module doc)."""
+    return _clean(f"{cls}_{model}" if cls else model)
+
+
 def _classify(parts: tuple[str, ...]) -> tuple[str, str]:
     """(class, model) for a path relative to the root, given as its parts."""
     name = parts[-1]
@@ -118,11 +124,11 @@ def discover(root: str | Path) -> list[SourceShape]:
         found.append((cls, model, p, rel.as_posix()))
     base: dict[str, list[str]] = {}
     for cls, model, _, rel in found:
-        sid = _clean(f"{cls}_{model}" if cls else model)
+        sid = shape_id_of(cls, model)
         base.setdefault(sid, []).append(rel)
     named = []
     for cls, model, p, rel in found:
-        sid = _clean(f"{cls}_{model}" if cls else model)
+        sid = shape_id_of(cls, model)
         if len(base[sid]) > 1 and len({Path(r).suffix.lower() for r in base[sid]}) > 1:
             sid = f"{sid}_{_clean(p.suffix.lower().lstrip('.'))}"
             model = f"{model}_{p.suffix.lower().lstrip('.')}"

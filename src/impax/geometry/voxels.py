@@ -139,17 +139,44 @@ def grid_node_coordinates(res: int = 32, half: float = GAPS_BBOX_HALF) -> np.nda
     return np.linspace(-half, half, res)
 
 
+def grid_nodes(res: int = 32, half: float = GAPS_BBOX_HALF) -> np.ndarray:
+    """World (x, y, z) coordinates of the GAPS grid nodes, ``[res^3, 3]`` in [z, y, x] raster order."""
+    c = grid_node_coordinates(res, half)
+    gz, gy, gx = np.meshgrid(c, c, c, indexing="ij")  # [z, y, x]
+    return np.stack([gx, gy, gz], axis=-1).reshape(-1, 3)
+
+
 def sdf_grid(mesh: trimesh.Trimesh, res: int = 32, half: float = GAPS_BBOX_HALF) -> tuple[np.ndarray, np.ndarray]:
     """LDIF's coarse SDF grid → (f32[res,res,res] in [z, y, x] order, world2grid f32[4,4]).
 
     Negative inside. See the module doc for the node layout (GAPS ``msh2df``).
     """
-    c = grid_node_coordinates(res, half)
-    gz, gy, gx = np.meshgrid(c, c, c, indexing="ij")  # [z, y, x]
-    pts = np.stack([gx, gy, gz], axis=-1).reshape(-1, 3)
+    pts = grid_nodes(res, half)
     values = np.empty(len(pts), dtype=np.float32)
     for s in range(0, len(pts), CHUNK_POINTS):
         values[s:s + CHUNK_POINTS] = signed_distance(mesh, pts[s:s + CHUNK_POINTS])
+    return values.reshape(res, res, res), gaps_world2grid(res, half)
+
+
+def sdf_grid_from_oriented_points(points: np.ndarray, normals: np.ndarray, res: int = 32,
+                                  half: float = GAPS_BBOX_HALF, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """An approximate coarse SDF grid (layout of :func:`sdf_grid`) from dense surface samples with
+    outward normals, for data without a mesh (OccNet's ``pointcloud.npz``).
+
+    Magnitude: the distance to the nearest sample (too large by at most the gap between samples).
+    Sign (Hoppe et al. 1992): negative where ``sum_j (x - q_j) . n_j < 0`` over the ``k`` nearest
+    samples ``q_j``; this can err next to the surface and inside features thinner than the sample
+    spacing, where the magnitude is small anyway."""
+    from scipy.spatial import cKDTree
+
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    nodes = grid_nodes(res, half)
+    kk = int(max(1, min(k, len(p))))
+    d, idx = cKDTree(p).query(nodes, k=kk, workers=-1)
+    d, idx = d.reshape(len(nodes), kk), idx.reshape(len(nodes), kk)
+    vote = np.einsum("mkc,mkc->m", nodes[:, None, :] - p[idx], n[idx])
+    values = np.where(vote < 0, -d[:, 0], d[:, 0]).astype(np.float32)
     return values.reshape(res, res, res), gaps_world2grid(res, half)
 
 
