@@ -105,11 +105,22 @@ def test_reconstruct_mesh_maps_back_to_the_original_frame(setup, capsys):
     out = root / "rec_mesh"
     status = main(["reconstruct", str(run), "--input", "mesh", str(root / "a.ply"), str(root / "garbage.ply"),
                    str(root / "b.obj"), "--out", str(out), "--resolution", "64"])
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
     assert status == 3  # partial success: the garbage file failed, the batch went on
     assert [r["id"] for r in rows] == ["a", "garbage", "b"]
     assert [r["ok"] for r in rows] == [True, False, True]
     assert rows[1]["reason"] and rows[1]["path"] is None
+    # the failure is named on stderr (one line: the file and why) and listed in failed.txt/report.json
+    garbage = str(root / "garbage.ply")
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("impax reconstruct: failed ")]
+    assert lines == [f"impax reconstruct: failed {garbage}: {rows[1]['reason']}"]
+    assert "2 of 3 inputs reconstructed, 1 failed" in captured.err
+    assert (out / "failed.txt").read_text() == f"{garbage}: {rows[1]['reason']}\n"
+    rep = json.loads((out / "report.json").read_text())
+    assert (rep["status"], rep["exit_code"], rep["total"], rep["reconstructed"]) == ("partial", 3, 3, 2)
+    assert rep["failed"] == [{"id": "garbage", "input": garbage, "reason": rows[1]["reason"]}]
+    assert [r["ok"] for r in rep["outputs"]] == [True, False, True]
     assert all(r["queries"] > 0 and r["seconds"] >= 0 for r in (rows[0], rows[2]))
 
     src_a = load_mesh(root / "a.ply")
@@ -128,6 +139,27 @@ def test_reconstruct_mesh_maps_back_to_the_original_frame(setup, capsys):
     rec_b = trimesh.load(rows[2]["path"], process=False)
     assert rec_b.vertices.shape == rec_a.vertices.shape
     np.testing.assert_allclose(rec_b.vertices, 0.25 * rec_a.vertices + np.array([-1.0, 0.5, 2.0]), atol=1e-4)
+
+
+def test_reconstruct_exit_status_all_or_nothing(setup, tmp_path, capsys):
+    from impax.cli import main
+
+    root, run, _, _ = setup
+    out = tmp_path / "none"
+    missing = tmp_path / "missing.ply"
+    status = main(["reconstruct", str(run), "--input", "mesh", str(root / "garbage.ply"), str(missing),
+                   "--out", str(out), "--resolution", "16"])
+    err = capsys.readouterr().err
+    assert status == 1  # nothing reconstructed
+    assert f"impax reconstruct: failed {missing}: " in err and "does not exist" in err
+    assert len((out / "failed.txt").read_text().splitlines()) == 2
+    assert json.loads((out / "report.json").read_text())["status"] == "failed"
+    status = main(["reconstruct", str(run), "--input", "mesh", str(root / "a.ply"), "--out", str(out),
+                   "--resolution", "16"])
+    err = capsys.readouterr().err
+    assert status == 0 and "failed" not in err
+    assert (out / "failed.txt").read_text() == ""  # rewritten by the new run
+    assert json.loads((out / "report.json").read_text())["status"] == "complete"
 
 
 def test_reconstruct_voxels_from_a_store_uses_the_stored_transform(setup, tmp_path):

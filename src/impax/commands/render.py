@@ -11,8 +11,8 @@ are drawn with one camera that frames them all, so sizes and positions stay comp
 reconstruction half the size of the ground truth looks half the size). One column per mesh (the
 ground truth first, in a sand colour), one row per view, each picture labelled with its file name
 without the extension (or --labels). A prediction that cannot be read becomes an empty picture, a
-line on stderr, and exit status 3. --overlay draws the ground truth as a translucent ghost behind
-and around each prediction.
+line on stderr, and exit status 3. --overlay draws each prediction together with a translucent
+ghost of the ground truth, so missing and extra parts show.
 
 --dodeca draws LDIF's 20 dodecahedron depth images of one mesh in the GAPS frame (near = dark,
 background white), five per row, each framed and labelled with its camera index 0-19 (the order of
