@@ -21,6 +21,14 @@ Attributes (root of the file, stored in sorted order, JSON strings for structure
 ``imnet_transform`` and ``gaps_transform`` (JSON of :class:`impax.conventions.Transform`,
 original → frame), ``config`` (JSON of the preparation config).
 
+Records prepared from OccNet's data (``impax prepare --from-occnet``,
+:func:`impax.data.occnet.prepare_occnet_shape`) hold the LDIF side only, in the GAPS frame, with
+``*_occupancy`` but no ``*_sdf``, an approximate ``sdf_grid``, and no depth images or IM-NET
+datasets; their attributes add ``source_format = "occnet"``, ``source_frame = "occnet"`` and
+``occnet_transform`` (original → OccNet's frame, from ``loc``/``scale``), and their
+``gaps_transform`` is estimated from the surface samples. ``prepare.json`` records
+``"source_format": "occnet"`` (:meth:`ShapeStore.source_format`).
+
 Files are written deterministically — sorted dataset and attribute order, no timestamps
 (``track_times=False``), fixed chunking (rows per chunk from the row size only) and fixed compression
 (gzip 4 + shuffle) — so the same data always gives the same bytes and checksums.
@@ -304,6 +312,30 @@ class ShapeStore:
     def __len__(self) -> int:
         return len(self.index()["shapes"])
 
+    def source_format(self) -> str:
+        """``"occnet"`` for a store prepared from OccNet's ``points.npz``/``pointcloud.npz``
+        (``impax prepare --from-occnet``; ``prepare.json`` says so), else ``"mesh"``."""
+        try:
+            return str(json.loads((self.root / "prepare.json").read_text()).get("source_format", "mesh"))
+        except (OSError, ValueError, AttributeError):
+            return "mesh"
+
+    def require(self, names: Sequence[str], split: str | None, needed_by: str, hint: str = "") -> None:
+        """Raise a one-line ``ValueError`` when some shape of ``split`` (all when ``None``) lacks one
+        of the datasets ``names`` (from ``index.json``): it names the dataset, how many shapes lack
+        it, ``needed_by`` and ``hint`` — and, for a store prepared from OccNet data, what such a
+        store cannot hold."""
+        entries = self.entries(split)
+        for name in names:
+            lacking = [e["id"] for e in entries if name not in e.get("arrays", {})]
+            if lacking:
+                where = f"split {split!r}" if split is not None else "the store"
+                why = (" (it was prepared from OccNet data, which has no meshes: no depth images, signed "
+                       "distances, IM-NET voxels, points or views)") if self.source_format() == "occnet" else ""
+                raise ValueError(f"{self.root}: {needed_by} needs {name!r}, which {len(lacking)} of the "
+                                 f"{len(entries)} shapes of {where} lack (e.g. {lacking[0]}){why}"
+                                 + (f"; {hint}" if hint else ""))
+
     def prepare_config(self) -> dict[str, Any]:
         """The :class:`~impax.data.pipeline.PrepareConfig` fields the store was prepared with
         (``prepare.json``), or ``{}`` for a store without that file."""
@@ -336,7 +368,7 @@ class ShapeStore:
         """Record attributes, JSON values decoded; transforms as :class:`Transform`."""
         with self.open(shape_id) as f:
             out = {k: _decode_attr(v) for k, v in f.attrs.items()}
-        for key in ("imnet_transform", "gaps_transform"):
+        for key in ("imnet_transform", "gaps_transform", "occnet_transform"):
             if isinstance(out.get(key), dict):
                 out[key] = Transform.from_dict(out[key])
         return out

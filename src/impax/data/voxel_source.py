@@ -29,6 +29,7 @@ class VoxelSource:
         """Point–value batches of one level (:func:`impax.data.loader.imnet_loader` or
         :class:`~impax.data.loader.IMNetHdf5Loader`)."""
         if self.store is not None:
+            self.store.require(["voxels", f"points_{level}", f"values_{level}"], split, "IM-NET training")
             return imnet_loader(self.store, split, level=level, batch_size=batch_size, points=points, seed=seed,
                                 point_mode=point_mode)
         return IMNetHdf5Loader(self.path, level=level, batch_size=batch_size, points=points, seed=seed,
@@ -48,6 +49,7 @@ class VoxelSource:
     def voxels(self, split: str, names: Sequence[str]) -> np.ndarray:
         """uint8 [n, 64, 64, 64] in the order of ``names``."""
         if self.store is not None:
+            self.store.require(["voxels"], split, "IM-NET")
             return np.stack([self.store.read(n, "voxels") for n in names]).reshape(-1, 64, 64, 64)
         with IMNetHdf5(self.path) as f:
             index = {n: i for i, n in enumerate(f.names)}

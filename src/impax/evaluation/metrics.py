@@ -30,6 +30,10 @@ get identical samples (Chamfer exactly 0, F = 100, NC = 1).
 * ``iou_voxels``  IM-NET (Chen & Zhang 2019): IoU of the two meshes' voxelisations, cell-centre
   occupancy on a ``voxel_resolution``^3 (64) grid over the same cube.
 
+:func:`array_metrics` scores a prediction against ground-truth arrays instead of a mesh (OccNet's
+``pointcloud.npz`` for the surface metrics, ``points.npz`` occupancies for ``iou``), with the same
+functions.
+
 Defined results where a metric cannot be computed (never an exception):
 an empty prediction (no faces, no area) scores F = 0, IoU = 0, normal consistency 0 and the Chamfer
 distances obtained if every distance were the ground truth's bounding-box diagonal (the OccNet
@@ -183,9 +187,14 @@ def frame_warning(pred_mesh: Any, gt_mesh: Any) -> str:
     """
     if len(pred_mesh.faces) == 0 or len(gt_mesh.faces) == 0:
         return ""
-    dp, dg = bbox_diagonal(pred_mesh), bbox_diagonal(gt_mesh)
-    cp = np.asarray(pred_mesh.bounds).mean(axis=0)
-    cg = np.asarray(gt_mesh.bounds).mean(axis=0)
+    return bounds_warning(np.asarray(pred_mesh.bounds), np.asarray(gt_mesh.bounds))
+
+
+def bounds_warning(pred_bounds: np.ndarray, gt_bounds: np.ndarray) -> str:
+    """:func:`frame_warning` of two bounding boxes (``[2, 3]``: lower and upper corner)."""
+    pb, gb = np.asarray(pred_bounds, np.float64), np.asarray(gt_bounds, np.float64)
+    dp, dg = float(np.linalg.norm(pb[1] - pb[0])), float(np.linalg.norm(gb[1] - gb[0]))
+    cp, cg = pb.mean(axis=0), gb.mean(axis=0)
     ratio = dp / dg if dg > 0 else float("inf")
     shift = float(np.linalg.norm(cp - cg)) / dg if dg > 0 else float("inf")
     if not (1 / 3 <= ratio <= 3) or shift > 0.5:
@@ -197,7 +206,11 @@ def frame_warning(pred_mesh: Any, gt_mesh: Any) -> str:
 
 def empty_prediction_metrics(gt_mesh: Any, cfg: MetricsConfig) -> dict[str, float]:
     """The defined score of an empty prediction (see the module docstring)."""
-    d = bbox_diagonal(gt_mesh)
+    return empty_metrics(bbox_diagonal(gt_mesh), cfg)
+
+
+def empty_metrics(d: float, cfg: MetricsConfig) -> dict[str, float]:
+    """The defined score of an empty prediction against a ground truth of bounding-box diagonal ``d``."""
     out = {
         "chamfer_l1": d, "chamfer_l2": 1000.0 * 2.0 * d * d, "chamfer_l2_occnet": d * d,
         "accuracy": d, "completeness": d, "normal_consistency": 0.0,
@@ -235,4 +248,47 @@ def mesh_metrics(pred_mesh: Any, gt_mesh: Any, cfg: MetricsConfig = MetricsConfi
         out["iou_voxels"] = iou_voxels(pred_mesh, gt_mesh, cfg.voxel_resolution, padding=cfg.iou_padding)
     out["status"] = "ok"
     out["message"] = frame_warning(pred_mesh, gt_mesh)
+    return out
+
+
+def array_metrics(pred_mesh: Any, gt_points: np.ndarray | None, gt_normals: np.ndarray | None,
+                  iou_points: np.ndarray | None = None, iou_occupancies: np.ndarray | None = None,
+                  cfg: MetricsConfig = MetricsConfig()) -> dict[str, Any]:
+    """All metrics of one prediction against ground-truth *arrays* instead of a mesh, as OccNet's
+    ``eval_meshes.py`` scores against its ``pointcloud.npz`` and ``points.npz``: the surface metrics
+    (:func:`point_metrics`) of ``cfg.n_samples`` area-weighted samples of the prediction against
+    ``gt_points``/``gt_normals``, and ``iou`` = :func:`~impax.geometry.voxels.occupancy_iou` of the
+    prediction's inside test at ``iou_points`` against ``iou_occupancies`` (no ``iou_voxels``: the
+    ground truth has no inside test at other points). Both must be in the prediction's frame.
+
+    A missing array leaves its metrics NaN; ``fscore_bbox`` and the empty-prediction penalty use
+    the bounding box of ``gt_points`` (else of the inside ``iou_points``). ``status`` and
+    ``message`` as :func:`mesh_metrics`."""
+    nan = {k: float("nan") for k in METRICS}
+    has_surface = gt_points is not None and len(gt_points) > 0
+    has_iou = iou_points is not None and iou_occupancies is not None and len(iou_points) > 0
+    ref = gt_points if has_surface else (iou_points[np.asarray(iou_occupancies, bool)] if has_iou else None)
+    if ref is None or len(ref) == 0:
+        return {**nan, "status": "invalid-gt", "message": "ground truth has neither surface points nor an inside point"}
+    gt_bounds = np.stack([np.min(ref, axis=0), np.max(ref, axis=0)]).astype(np.float64)
+    diag = float(np.linalg.norm(gt_bounds[1] - gt_bounds[0]))
+    pred_pts, pred_nrm = area_weighted_samples(pred_mesh, cfg.n_samples, seed=cfg.seed)
+    if len(pred_pts) == 0:
+        out = {**nan, **empty_metrics(diag, dataclasses.replace(cfg, compute_voxel_iou=False))}
+        if not (cfg.compute_iou and has_iou):
+            out["iou"] = float("nan")
+        if not has_surface:
+            out.update({k: float("nan") for k in METRICS if k != "iou"})
+        return {**out, "status": "empty-prediction",
+                "message": "prediction is empty (no faces or no area): scored as an empty surface"}
+    out: dict[str, Any] = dict(nan)
+    if has_surface:
+        out.update(point_metrics(pred_pts, pred_nrm, gt_points, gt_normals if gt_normals is not None
+                                 else np.zeros_like(gt_points), tau=cfg.tau, tau_bbox=cfg.tau_bbox_fraction * diag))
+        if gt_normals is None:
+            out["normal_consistency"] = float("nan")
+    if cfg.compute_iou and has_iou:
+        out["iou"] = occupancy_iou(inside_mesh(pred_mesh, iou_points), iou_occupancies)
+    out["status"] = "ok"
+    out["message"] = bounds_warning(np.asarray(pred_mesh.bounds), gt_bounds)
     return out

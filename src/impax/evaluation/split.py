@@ -3,6 +3,10 @@ the split from the input its family reads (IM-NET: the stored 64³ voxels; LDIF/
 input, depth images or surface points), then score each reconstruction against the mesh the shape
 was prepared from, in one frame (:func:`impax.evaluation.runner.evaluate_pair`).
 
+A store prepared from OccNet's data (``impax prepare --from-occnet``) has no meshes: its shapes are
+scored against OccNet's own arrays instead (``occnet=ROOT``, the dataset folder it was prepared
+from; :func:`impax.evaluation.runner.evaluate_occnet_pair`), in OccNet's frame by default.
+
 Writes ``OUT/meshes/<id>.ply`` (original frame of each shape), ``OUT/per_shape.csv``,
 ``OUT/summary.json`` and ``OUT/summary.md``.
 """
@@ -16,7 +20,7 @@ from typing import Any
 from impax.data.store import ShapeStore
 from impax.evaluation import tables
 from impax.evaluation.metrics import METRICS, MetricsConfig
-from impax.evaluation.runner import Pair, evaluate_pair
+from impax.evaluation.runner import OCCNET_EVAL_FRAMES, Pair, evaluate_occnet_pair, evaluate_pair
 from impax.inference.families import family_module
 from impax.train.runs import read_run
 
@@ -29,15 +33,30 @@ def input_kind(run: str | Path) -> str:
     return str(info.get("config", {}).get("input", "depth"))
 
 
-def test_split(run: str | Path, data: str | Path, meshes: str | Path, out: str | Path, split: str = "test",
-               resolution: int = 128, refine: int = 0, frame: str = "gt-unit",
+def test_split(run: str | Path, data: str | Path, meshes: str | Path | None, out: str | Path, split: str = "test",
+               resolution: int = 128, refine: int = 0, frame: str | None = None,
                cfg: MetricsConfig = MetricsConfig(),
-               progress: Callable[[str, int, int, dict[str, Any] | None], None] | None = None) -> dict[str, Any]:
-    """Reconstruct and score ``split`` of ``data``; ground truths are ``meshes/<entry source>``.
+               progress: Callable[[str, int, int, dict[str, Any] | None], None] | None = None,
+               occnet: str | Path | None = None) -> dict[str, Any]:
+    """Reconstruct and score ``split`` of ``data``; ground truths are ``meshes/<entry source>``, or
+    for a store prepared from OccNet data ``occnet/<entry source>/`` (the shape's OccNet folder).
+    ``frame``: default ``gt-unit`` (meshes) or ``occnet`` (OccNet data).
     ``progress(phase, i, n, record)`` is called per shape (phase ``"reconstruct"`` or ``"score"``).
     Returns ``{"summary", "shapes"}`` as written to ``summary.json``."""
-    out, meshes = Path(out), Path(meshes)
+    out = Path(out)
     store = ShapeStore(data)
+    from_occnet = store.source_format() == "occnet"
+    if from_occnet and occnet is None:
+        raise ValueError(f"{data} was prepared from OccNet data (no meshes): score it with --occnet ROOT, the "
+                         "OccNet dataset folder it was prepared from")
+    if not from_occnet and occnet is not None:
+        raise ValueError(f"{data} was prepared from meshes, not from OccNet data: score it with --meshes SRC")
+    if not from_occnet and meshes is None:
+        raise ValueError(f"{data}: give --meshes SRC, the mesh folder it was prepared from")
+    frame = frame or ("occnet" if from_occnet else "gt-unit")
+    if from_occnet and frame not in OCCNET_EVAL_FRAMES:
+        raise ValueError(f"--frame {frame}: OccNet data is scored in {' or '.join(OCCNET_EVAL_FRAMES)}")
+    root = Path(occnet if from_occnet else meshes)  # type: ignore[arg-type]
     entries = {e["id"]: e for e in store.entries(split)}
     if not entries:
         raise ValueError(f"{data}: no shapes in split {split!r} (splits: {store.index().get('splits')})")
@@ -50,12 +69,13 @@ def test_split(run: str | Path, data: str | Path, meshes: str | Path, out: str |
     for i, (sid, e) in enumerate(sorted(entries.items())):
         pred = out / "meshes" / f"{sid}.ply"
         ok = by_id.get(sid, {}).get("ok", True) and pred.is_file()
-        rec = evaluate_pair(Pair(sid, e.get("class") or "all", pred if ok else None, meshes / e.get("source", "")),
-                            cfg, frame)
+        pair = Pair(sid, e.get("class") or "all", pred if ok else None, root / e.get("source", ""))
+        rec = evaluate_occnet_pair(pair, cfg, frame) if from_occnet else evaluate_pair(pair, cfg, frame)
         records.append(rec)
         if progress:
             progress("score", i + 1, len(entries), rec)
-    metrics = [m for m in METRICS if (cfg.compute_iou or m != "iou") and (cfg.compute_voxel_iou or m != "iou_voxels")]
+    metrics = [m for m in METRICS if (cfg.compute_iou or m != "iou")
+               and (cfg.compute_voxel_iou and not from_occnet or m != "iou_voxels")]
     summary = tables.summarize(records, metrics)
     summary.update(run=str(Path(run).absolute()), data=str(Path(data).absolute()), split=split,
                    resolution=resolution, refine=refine,

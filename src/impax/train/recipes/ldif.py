@@ -307,6 +307,25 @@ def make_loss(cfg: LdifConfig, decoder_topk: int = 0):
     return loss_fn
 
 
+def stored_inside(f: Any, group: str, n: int | None = None) -> np.ndarray:
+    """Inside flags of the first ``n`` (all) samples of a record's ``group`` (``"uniform"``,
+    ``"near"``): ``sdf < 0``, or the stored occupancy for a record without signed distances (one
+    prepared from OccNet data)."""
+    rows = slice(None) if n is None else slice(0, n)
+    if f"{group}_sdf" in f:
+        return f[f"{group}_sdf"][rows] < 0
+    return f[f"{group}_occupancy"][rows] > 0
+
+
+def sign_labels(batch: Mapping[str, np.ndarray], group: str) -> np.ndarray:
+    """A batch's ``{group}_sdf`` as float32, or — for samples stored with occupancies only (OccNet
+    data) — -1 inside / +1 outside: every loss term reads only its sign (:func:`sample_loss
+    <impax.models.ldif_losses.sample_loss>`)."""
+    if f"{group}_sdf" in batch:
+        return batch[f"{group}_sdf"].astype(np.float32)
+    return np.where(batch[f"{group}_occupancy"] > 0, -1.0, 1.0).astype(np.float32)
+
+
 def inside_boxes(store: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``sample_bounding_box`` of the original per shape: the box of all stored uniform samples with
     the outside ones moved to the origin (so it always holds the origin) → (lower, upper) ``[n, 3]``."""
@@ -314,20 +333,47 @@ def inside_boxes(store: Any, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray
     for sid in ids:
         with store.open(sid) as f:
             p = f["uniform_points"][()].astype(np.float32)
-            s = f["uniform_sdf"][()]
-        p = np.where((s < 0)[:, None], p, 0.0)
+            inside = stored_inside(f, "uniform")
+        p = np.where(inside[:, None], p, 0.0)
         lo.append(p.min(0))
         hi.append(p.max(0))
     return np.stack(lo).astype(np.float32), np.stack(hi).astype(np.float32)
 
 
+def needed_arrays(cfg: LdifRecipeConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What training ``cfg`` reads of each shape: (whole arrays, sample sets' point arrays)."""
+    m = cfg.model
+    arrays = (("sdf_grid", "world2grid") if "gi" in active_loss_terms(m) else ()) + \
+        (("depth",) if cfg.input == "depth" else ())
+    points = ("uniform_points", "near_points") + \
+        (("surface_points", "surface_normals") if cfg.input == "points" or m.uses_local_decoder else ())
+    return arrays, points
+
+
+def check_store(store: Any, cfg: LdifRecipeConfig, name: str) -> None:
+    """A one-line ``ValueError`` when the training split lacks a dataset ``cfg`` needs (a store
+    prepared from OccNet data has no depth images: ``--set input=points``)."""
+    arrays, points = needed_arrays(cfg)
+    hints = {"depth": "train on surface points instead: --set input=points",
+             "sdf_grid": "drop the grid-inside loss term: --set model.loss=unsbb"}
+    for a in (*arrays, *points):
+        store.require([a], cfg.train_split, f"impax train {name}", hints.get(a, ""))
+    for group in ("uniform", "near"):
+        for e in store.entries(cfg.train_split):
+            if not {f"{group}_sdf", f"{group}_occupancy"} & set(e.get("arrays", {})):
+                raise ValueError(f"{store.root}: shape {e['id']} has neither {group}_sdf nor {group}_occupancy "
+                                 f"(impax train {name} needs inside labels)")
+
+
 def make_loader(store: Any, cfg: LdifRecipeConfig, split: str, seed: int, need_boxes: bool) -> Any:
-    """Training batches: uniform + near-surface samples, coarse grid, depth and/or surface points."""
+    """Training batches: uniform + near-surface samples with their signed distances (or, for data
+    without them, ±1 from the occupancies: :func:`sign_labels`), the coarse grid (when the loss has
+    the ``gi`` term), depth and/or surface points."""
     from impax.data.loader import StoreLoader
     from impax.models.ldif_model import select_views
 
     m = cfg.model
-    arrays = ("sdf_grid", "world2grid") + (("depth",) if cfg.input == "depth" else ())
+    arrays, _ = needed_arrays(cfg)
     samples = {"uniform": m.sample_count, "near": m.sample_count}
     if cfg.input == "points" or m.uses_local_decoder:
         samples["surface"] = cfg.surface_points
@@ -335,8 +381,8 @@ def make_loader(store: Any, cfg: LdifRecipeConfig, split: str, seed: int, need_b
     boxes = inside_boxes(store, ids) if need_boxes else None
 
     def post(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {k: b[k].astype(np.float32) for k in ("uniform_points", "uniform_sdf", "near_points", "near_sdf",
-                                                    "sdf_grid", "world2grid")}
+        out = {k: b[k].astype(np.float32) for k in ("uniform_points", "near_points", *arrays) if k != "depth"}
+        out["uniform_sdf"], out["near_sdf"] = sign_labels(b, "uniform"), sign_labels(b, "near")
         if "depth" in b:
             out["depth"] = np.asarray(select_views(b["depth"], m.image_count), np.float32)
         if "surface_points" in b:
@@ -365,7 +411,7 @@ def evaluate_iou(model: Any, store: Any, ids: Sequence[str], cfg: LdifRecipeConf
             n = f["uniform_points"].shape[0] if cfg.eval_points is None else min(cfg.eval_points,
                                                                                  f["uniform_points"].shape[0])
             pts = f["uniform_points"][:n].astype(np.float32)
-            gt = f["uniform_sdf"][:n] < 0
+            gt = stored_inside(f, "uniform", n)
         vals = shape_values(one, weights, pts, skip=False, batch=min(cfg.eval_batch, len(pts)))
         per[sid] = occupancy_iou(vals < LDIF_ISO_LEVEL, gt)
     v = list(per.values())
@@ -407,6 +453,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     if not (data / "index.json").is_file():
         raise FileNotFoundError(f"{data}: not a prepared store (no index.json); run `impax prepare` first")
     store = ShapeStore(data)
+    check_store(store, cfg, name)
 
     need_boxes = "ec" in active_loss_terms(cfg.model)
     loader = make_loader(store, cfg, cfg.train_split, seed, need_boxes)
