@@ -97,6 +97,8 @@ def _describe(tp: Any) -> str:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if len(args) == 1 and type(None) in typing.get_args(tp):
         return f"{_describe(args[0])} or null"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp)).replace("<class 'NoneType'>", "null")
     return "a JSON list" if typing.get_origin(tp) in (tuple, list) else str(tp)
 
 

@@ -180,6 +180,91 @@ def test_space_to_depth_encoder_equals_the_model_encoder():
         np.testing.assert_allclose(np.asarray(g_per), np.asarray(g_ref), atol=1e-4)
 
 
+def test_fast_encoder_auto_picks_the_encoder_path_by_platform():
+    from impax.configs import from_dict
+    from impax.train.registry import recipe
+
+    for platform, want in (("cpu", "s2d"), ("gpu", "conv"), ("cuda", "conv"), ("tpu", "conv"), ("CPU", "s2d")):
+        assert S2D.resolve_encoder("auto", platform) == want, platform
+    for choice, want in ((True, "s2d"), (False, "conv"), ("s2d", "s2d"), ("conv", "conv")):
+        assert S2D.resolve_encoder(choice, "cpu") == S2D.resolve_encoder(choice, "gpu") == want
+    # the real default here: this suite runs on the CPU backend (tests/conftest.py)
+    assert jax.default_backend() == "cpu" and S2D.resolve_encoder() == S2D.resolve_encoder("auto") == "s2d"
+    for bad in (1, 0, "fast", None):
+        with pytest.raises(ValueError, match="fast_encoder"):
+            S2D.resolve_encoder(bad, "cpu")
+    # every preset says "auto"; the configs runs recorded before it (true / false) still load ...
+    assert {p.fast_encoder for p in R.PRESETS.values()} == {"auto"}
+    old = json.loads((Path(R.__file__).parents[1] / "pretrained" / "imnet-ae-cpu" / "run.json").read_text())
+    assert old["config"]["fast_encoder"] is True
+    assert recipe("imnet-ae").from_run_json(old).fast_encoder is True
+    assert from_dict(R.IMNetAERecipeConfig, {"fast_encoder": False}).fast_encoder is False
+    with pytest.raises(ValueError, match="fast_encoder"):
+        R.IMNetAERecipeConfig(fast_encoder="fast")
+    # ... and resume under the new default: the path does not change the maths
+    assert "fast_encoder" in recipe("imnet-ae").resumable
+
+
+def _encoder_check_setup():
+    from impax.models.imnet import IMNetConfig
+
+    rng = np.random.default_rng(5)
+    # the recipe's "scaled" decoder init: IM-NET's 0.02 leaves the encoder's gradients near 1e-11
+    model = R.build_model(R.IMNetAERecipeConfig(model=IMNetConfig(ef_dim=4, gf_dim=4, z_dim=16),
+                                                decoder_init="scaled"), seed=2)
+    vox = (rng.random((4, 64, 64, 64)) > 0.6).astype(np.uint8)
+    batch = {"voxels": vox[:2, ..., None].astype(np.float32),
+             "points": (rng.random((2, 64, 3)) - 0.5).astype(np.float32),
+             "values": (rng.random((2, 64, 1)) > 0.5).astype(np.float32)}
+    return model, vox, batch
+
+
+def _loss_fn_of(model, path, grads: bool):
+    loss_fn = R.make_loss(path)
+    graphdef, state = nnx.split(model)
+
+    def loss(st, batch):
+        return loss_fn(nnx.merge(graphdef, st), batch, jax.random.key(0))[0]
+
+    f = jax.jit(jax.value_and_grad(loss) if grads else loss)
+    return lambda batch: f(state, batch)
+
+
+def test_encoder_paths_agree_in_the_training_loss_and_the_inference_batches():
+    """Both paths of ``fast_encoder`` on the batched calls training and inference make: the
+    training loss (jitted, batch of 2) and :func:`encode_voxels` (batches of 2). Exact float32 on
+    CPU; on a GPU see docs/gpu.md (TF32). Gradients: the next test (slow) and, per layer,
+    :func:`test_space_to_depth_encoder_equals_the_model_encoder`."""
+    from impax.models.imnet_codes import encode_voxels
+
+    model, vox, batch = _encoder_check_setup()
+    codes = {p: encode_voxels(model, vox, batch=2, encoder=p) for p in ("s2d", "conv", "auto", True, False)}
+    np.testing.assert_allclose(codes["s2d"], codes["conv"], rtol=0, atol=1e-5)
+    assert codes["s2d"].std() > 1e-3
+    np.testing.assert_array_equal(codes["auto"], codes["s2d"])  # CPU: auto is space-to-depth
+    np.testing.assert_array_equal(codes[True], codes["s2d"])
+    np.testing.assert_array_equal(codes[False], codes["conv"])
+    losses = {p: float(_loss_fn_of(model, p, grads=False)(batch)) for p in ("s2d", "conv")}
+    assert losses["s2d"] > 0
+    np.testing.assert_allclose(losses["s2d"], losses["conv"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_encoder_paths_give_the_same_training_gradients():
+    """The gradients of the training loss (what the trainer differentiates) by both encoder paths,
+    to 1e-5 of each parameter's largest gradient (CPU, exact float32). ~45 s of compilation."""
+    model, _, batch = _encoder_check_setup()
+    (l_s2d, g_s2d), (l_conv, g_conv) = (_loss_fn_of(model, p, grads=True)(batch) for p in ("s2d", "conv"))
+    np.testing.assert_allclose(float(l_s2d), float(l_conv), rtol=0, atol=1e-5)
+    flat_s2d, flat_conv = named_leaves(g_s2d), named_leaves(g_conv)
+    assert flat_s2d.keys() == flat_conv.keys()
+    assert all(float(np.abs(np.asarray(v)).max()) > 0 for k, v in flat_s2d.items() if "encoder" in k)
+    for k in flat_s2d:
+        want = np.asarray(flat_conv[k])
+        np.testing.assert_allclose(np.asarray(flat_s2d[k]), want, rtol=0, atol=1e-5 * float(np.abs(want).max()),
+                                   err_msg=k)
+
+
 def test_narrow_matmul_equals_matmul_with_its_gradients():
     rng = np.random.default_rng(1)
     a = jax.numpy.asarray(rng.normal(size=(2, 50, 7)), jax.numpy.float32)

@@ -1,7 +1,8 @@
 """IM-AE codes of voxel grids, and decoder occupancy grids of codes (batched, one compilation each).
 
-:func:`encode_voxels` runs the encoder (in its space-to-depth form, :mod:`impax.models.imnet_s2d`:
-the same outputs, faster on CPU) over batches of voxel grids; :func:`decode_grid` evaluates the
+:func:`encode_voxels` runs the encoder over batches of voxel grids, by the path
+:func:`impax.models.imnet_s2d.resolve_encoder` picks (``"auto"``: the space-to-depth form on CPU —
+the same outputs, faster there — and the module's ``nnx.Conv`` layers elsewhere); :func:`decode_grid` evaluates the
 decoder at the ``res``³ cell centres of IM-NET's box, with the per-shape part of the first layer
 computed once per code (:meth:`~impax.models.imnet.ImplicitDecoder.precompute`). The compiled
 functions take the modules as arguments, so every model of one structure shares them.
@@ -17,12 +18,12 @@ import numpy as np
 from flax import nnx
 
 from impax.conventions import imnet_grid_centres
-from impax.models.imnet_s2d import encode_s2d
+from impax.models.imnet_s2d import encode, resolve_encoder
 
 
 @functools.cache
-def _encode():
-    return nnx.jit(lambda enc, v: encode_s2d(enc, v))  # = enc(v), faster on CPU
+def _encode(path: str):
+    return nnx.jit(lambda enc, v: encode(enc, v, path))  # "s2d" = enc(v), faster on CPU
 
 
 @functools.cache
@@ -35,10 +36,12 @@ def _apply():
     return nnx.jit(lambda dec, p, zp: dec.apply(p, zp))
 
 
-def encode_voxels(model: Any, voxels: np.ndarray, batch: int = 8) -> np.ndarray:
+def encode_voxels(model: Any, voxels: np.ndarray, batch: int = 8, encoder: Any = "auto") -> np.ndarray:
     """Latent codes ``[n, z_dim]`` float32 of uint8/float voxels ``[n, 64, 64, 64]`` (``model``: an
-    :class:`~impax.models.imnet.IMNetAE`)."""
-    out = [np.asarray(_encode()(model.encoder, np.asarray(voxels[i:i + batch], np.float32)))
+    :class:`~impax.models.imnet.IMNetAE`); ``encoder``: a ``fast_encoder`` setting
+    (:func:`~impax.models.imnet_s2d.resolve_encoder`, ``"auto"``: by platform)."""
+    fn = _encode(resolve_encoder(encoder))
+    out = [np.asarray(fn(model.encoder, np.asarray(voxels[i:i + batch], np.float32)))
            for i in range(0, len(voxels), batch)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, model.cfg.z_dim), np.float32)
 

@@ -7,6 +7,13 @@ written that way — same parameters, same outputs (tests check 1e-5 against the
 hand-written gradients where autodiff's own are slow on CPU (:func:`_shifted_sum`,
 :func:`_matmul_narrow`) and the one-channel first layer run one shape at a time
 (:func:`conv_s2d_per_shape`). Measurements: docs/tuning.md.
+
+That speed is a CPU matter: on a GPU the per-shape loop and the optimisation barriers serialise a
+batch that cuDNN runs as one convolution. :func:`resolve_encoder` turns a recipe's
+``fast_encoder`` setting (``"auto"``, ``True``/``False``, ``"s2d"``/``"conv"``) into the path for a
+platform — ``"auto"``: space-to-depth on CPU, the module's own ``nnx.Conv`` elsewhere — and
+:func:`encode` runs the chosen one. Training (``impax.train.recipes.imnet``) and inference
+(:func:`impax.models.imnet_codes.encode_voxels`) both go through them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,38 @@ import jax
 import jax.numpy as jnp
 
 from impax.models.imnet import leaky_relu
+from impax.models.platform import is_cpu
+
+#: The encoder paths: ``"s2d"`` (:func:`encode_s2d`) and ``"conv"`` (``VoxelEncoder.__call__``).
+ENCODER_PATHS = ("s2d", "conv")
+#: Every accepted ``fast_encoder`` value (booleans: what run configs recorded before ``"auto"``).
+ENCODER_CHOICES = ("auto", "s2d", "conv", True, False)
+
+
+def check_encoder_choice(choice: Any) -> None:
+    """``ValueError`` unless ``choice`` is one of :data:`ENCODER_CHOICES` (``1`` is not ``True``)."""
+    if not (isinstance(choice, bool) or (isinstance(choice, str) and choice in ("auto",) + ENCODER_PATHS)):
+        raise ValueError(f"fast_encoder must be 'auto', 's2d', 'conv', true or false, got {choice!r}")
+
+
+def resolve_encoder(choice: Any = "auto", platform: str | None = None) -> str:
+    """The encoder path (``"s2d"`` or ``"conv"``) of a ``fast_encoder`` setting on ``platform``
+    (``None``: the current backend): ``"auto"`` is ``"s2d"`` on CPU and ``"conv"`` elsewhere;
+    ``True``/``False`` (older run configs) mean ``"s2d"``/``"conv"`` on every platform."""
+    check_encoder_choice(choice)
+    if isinstance(choice, bool):
+        return "s2d" if choice else "conv"
+    if choice == "auto":
+        return "s2d" if is_cpu(platform) else "conv"
+    return choice
+
+
+def encode(encoder: Any, voxels: Any, choice: Any = "auto") -> Any:
+    """``encoder(voxels)`` (a :class:`~impax.models.imnet.VoxelEncoder`) by the path
+    :func:`resolve_encoder` picks for ``choice`` on the current backend (resolved when traced)."""
+    if resolve_encoder(choice) == "s2d":
+        return encode_s2d(encoder, voxels)
+    return encoder(voxels)
 
 
 #: The 8 block offsets (a, e, f) of a 2×2×2 window, in the order of the space-to-depth kernels.

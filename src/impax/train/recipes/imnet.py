@@ -33,9 +33,11 @@ Presets (:data:`PRESETS`):
   on, a checkpoint every 30 s, no held-out evaluation.
 * ``pretrain`` / ``quick``: the shipped starting weights (``scripts/pretrain.sh``) and smoke runs.
 
-The training loss encodes with :func:`~impax.models.imnet_s2d.encode_s2d` when ``fast_encoder`` is
-on (the default): the IM-NET encoder written as space-to-depth + dense products, same parameters and
-outputs, much faster gradients on XLA's CPU backend (``docs/tuning.md``).
+The encoder path follows ``fast_encoder`` (:func:`~impax.models.imnet_s2d.resolve_encoder`): with
+``"auto"`` (the default) the training loss and the exports encode with
+:func:`~impax.models.imnet_s2d.encode_s2d` on CPU — the IM-NET encoder written as space-to-depth +
+dense products, same parameters and outputs, much faster gradients on XLA's CPU backend
+(``docs/tuning.md``) — and with the model's own ``nnx.Conv`` layers (cuDNN) on a GPU.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from impax.data.voxel_source import VoxelSource
 from impax.geometry.voxels import occupancy_iou
 from impax.models.imnet import IMNET_PYTORCH, IMNetConfig
 from impax.models.imnet_codes import decode_grid, encode_voxels
-from impax.models.imnet_s2d import encode_s2d
+from impax.models.imnet_s2d import check_encoder_choice, encode
 from impax.train.config import RESUMABLE, TrainConfig
 from impax.train.recipes.common import Recipe, budget_epochs, record_iou, run_summary, scheduled_adam, start_config
 from impax.train.recipes.common import init_from as common_init_from
@@ -85,7 +87,10 @@ class IMNetAERecipeConfig:
       or ``"random"`` (a random subset every step).
     - ``reset_optimizer``: fresh Adam state at each new level (IM-NET-pytorch) or carried over (TF1).
     - ``train_split`` / ``heldout_splits``: split names of a prepared store (``impax prepare``).
-    - ``fast_encoder``: use :func:`encode_s2d` in the training loss (identical maths; see module doc).
+    - ``fast_encoder``: the encoder path of the training loss and the exports: ``"auto"``
+      (space-to-depth on CPU, ``nnx.Conv`` elsewhere), ``"s2d"`` / ``true`` (always
+      space-to-depth), ``"conv"`` / ``false`` (always ``nnx.Conv``). The same function of the same
+      parameters either way (tested to 1e-5), so a resumed run may change it.
     - ``decoder_init``: ``"imnet"`` keeps the model's N(0, 0.02²) init (IM-NET-pytorch);
       ``"scaled"`` re-draws the decoder kernels He-style, N(0, 2/fan_in), and the first layer's xyz
       rows N(0, ``xyz_init_std``²). Measured on the built-in shapes: with narrow decoders the
@@ -111,7 +116,7 @@ class IMNetAERecipeConfig:
     reset_optimizer: bool = True
     train_split: str = "train"
     heldout_splits: tuple[str, ...] = ("val", "test")
-    fast_encoder: bool = True
+    fast_encoder: bool | str = dataclasses.field(default="auto", metadata=RESUMABLE)
     decoder_init: str = "imnet"
     xyz_init_std: float = 4.0
     lr_schedule: str = "constant"
@@ -132,6 +137,7 @@ class IMNetAERecipeConfig:
             raise ValueError(f"grid_fraction must be in [0, 1], got {self.grid_fraction!r}")
         if self.point_mode not in ("chunk", "random"):
             raise ValueError(f"point_mode must be 'chunk' or 'random', got {self.point_mode!r}")
+        check_encoder_choice(self.fast_encoder)
 
 
 #: IM-NET-pytorch's recipe (``train_ae.sh``: 200/200/400 epochs, 32 shapes × 4096 points).
@@ -208,8 +214,11 @@ def snap_to_cells(points: Any, res: int = 64) -> Any:
     return (i + 0.5) / res - 0.5
 
 
-def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0, snap_points: bool = False):
+def make_loss(fast_encoder: bool | str = "auto", grid_fraction: float = 0.0, snap_points: bool = False):
     """IM-AE loss ``mean((G(p, E(v)) - value)²)`` (IM-NET ``network_loss``) as a trainer ``loss_fn``.
+
+    ``fast_encoder``: the encoder path (:func:`~impax.models.imnet_s2d.resolve_encoder`; ``"auto"``
+    is resolved for the backend the loss is traced on).
 
     With ``grid_fraction`` > 0 the last ``round(grid_fraction * n)`` of each shape's ``n`` batch
     points are replaced by :func:`grid_points` drawn with the step's ``rng`` (see
@@ -227,7 +236,7 @@ def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0, snap_points
             gp, gv = grid_points(batch["voxels"], k, rng)
             points = jnp.concatenate([points[:, :points.shape[1] - k], gp], axis=1)
             values = jnp.concatenate([values[:, :values.shape[1] - k], gv], axis=1)
-        z = encode_s2d(model.encoder, batch["voxels"]) if fast_encoder else model.encoder(batch["voxels"])
+        z = encode(model.encoder, batch["voxels"], fast_encoder)
         pred = model.generator(points, z)
         loss = occupancy_mse(pred, values)
         return loss, {"mse": loss}
@@ -240,11 +249,12 @@ def make_loss(fast_encoder: bool = True, grid_fraction: float = 0.0, snap_points
 
 
 def evaluate_iou(model: Any, voxels: np.ndarray, names: Sequence[str], batch: int = 65536,
-                 threshold: float = 0.5, zs: np.ndarray | None = None) -> dict[str, Any]:
+                 threshold: float = 0.5, zs: np.ndarray | None = None, encoder: bool | str = "auto") -> dict[str, Any]:
     """Mean 64³ voxel IoU of the AE reconstruction of every shape (see the module doc, step 4);
-    ``zs``: the shapes' codes when already computed (default: encode ``voxels``)."""
+    ``zs``: the shapes' codes when already computed (default: encode ``voxels`` by the path of
+    ``encoder``, a ``fast_encoder`` setting)."""
     if zs is None:
-        zs = encode_voxels(model, voxels)
+        zs = encode_voxels(model, voxels, encoder=encoder)
     per = {}
     for i, name in enumerate(names):
         occ = decode_grid(model.generator, zs[i:i + 1], 64, batch)[0] > threshold
@@ -253,12 +263,14 @@ def evaluate_iou(model: Any, voxels: np.ndarray, names: Sequence[str], batch: in
     return {"mean_iou": float(np.mean(vals)) if vals else float("nan"), "count": len(vals), "per_shape": per}
 
 
-def export_latents(model: Any, voxels: np.ndarray, names: Sequence[str], out: str | Path) -> tuple[Path, np.ndarray]:
-    """Encode ``voxels`` and write the codes to ``out/zs_train.hdf5`` with the names beside them
-    (:mod:`impax.data.latents`; by the primary process); returns the file's path and the codes."""
+def export_latents(model: Any, voxels: np.ndarray, names: Sequence[str], out: str | Path,
+                   encoder: bool | str = "auto") -> tuple[Path, np.ndarray]:
+    """Encode ``voxels`` (by the path of ``encoder``, a ``fast_encoder`` setting) and write the codes
+    to ``out/zs_train.hdf5`` with the names beside them (:mod:`impax.data.latents`; by the primary
+    process); returns the file's path and the codes."""
     from impax.train.distributed import is_primary
 
-    zs = encode_voxels(model, voxels)
+    zs = encode_voxels(model, voxels, encoder=encoder)
     path = write_codes(out, zs, names) if is_primary() else Path(out) / ZS_FILE
     return path, zs
 
@@ -336,14 +348,14 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     t1 = time.perf_counter()
     names = src.names(cfg.train_split)
     vox = src.voxels(cfg.train_split, names)
-    zs_path, zs = export_latents(model, vox, names, out)
+    zs_path, zs = export_latents(model, vox, names, out, cfg.fast_encoder)
     summary["zs"] = str(zs_path)
     report: dict[str, Any] = {"train": evaluate_iou(model, vox, names, cfg.eval_batch, zs=zs)}
     held = [s for s in cfg.heldout_splits if s in src.splits()]
     if held:
         hnames = [n for s in held for n in src.names(s)]
         hvox = np.concatenate([src.voxels(s, src.names(s)) for s in held])
-        report["heldout"] = evaluate_iou(model, hvox, hnames, cfg.eval_batch)
+        report["heldout"] = evaluate_iou(model, hvox, hnames, cfg.eval_batch, encoder=cfg.fast_encoder)
         report["heldout"]["splits"] = held
     report["global_step"] = res.global_step
     record_iou(out, EVAL_FILE, report, summary)
