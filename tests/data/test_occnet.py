@@ -139,3 +139,166 @@ def test_bad_files_give_one_line_errors(tmp_path):
     np.savez(tmp_path / "s" / "pointcloud.npz", **d)
     with pytest.raises(ValueError, match="disagree on loc/scale"):
         evaluation_shape(tmp_path / "s")
+
+
+# ----------------------------------------------------------------------------------------------
+# impax prepare --from-occnet: an OccNet dataset of spheres and boxes (tests/data/_occnet_data.py)
+
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _occnet_data import BROKEN, SHAPES, SPLITS, shape_of, write_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def occnet_store(tmp_path_factory):
+    """(OccNet root, store prepared from it by the CLI with one worker process, exit status); --quick:
+    a 16^3 coarse grid."""
+    from impax.cli import main
+
+    base = tmp_path_factory.mktemp("occnet")
+    root = write_dataset(base / "ShapeNet")
+    out = base / "store"
+    rc = main(["prepare", str(root), str(out), "--from-occnet", "--quick", "--workers", "1", "--quiet"])
+    return root, out, rc
+
+
+def test_prepare_from_occnet_reports_the_corrupt_file_and_keeps_the_splits(occnet_store):
+    from impax.data.store import ShapeStore
+
+    root, out, rc = occnet_store
+    assert rc == 3  # partial success: the corrupt points.npz
+    report = json.loads((out / "report.json").read_text())
+    assert [f["path"] for f in report["failed"]] == [BROKEN]
+    assert "points.npz" in report["failed"][0]["reason"] and "\n" not in report["failed"][0]["reason"]
+    assert (out / "failed.txt").read_text().startswith(f"{BROKEN}: points.npz")
+    store = ShapeStore(out)
+    assert store.source_format() == "occnet"
+    want = {f"{c}_{m}": s for c, lists in SPLITS.items() for s, names in lists.items() for m in names}
+    want.pop("02691156_broken")
+    assert {e["id"]: e["split"] for e in store.entries()} == want
+    e = store.entries()[0]
+    assert e["source"] == "02691156/box_a"
+    assert not {"uniform_sdf", "near_sdf", "depth", "voxels", "views"} & set(e["arrays"])
+    settings = json.loads((out / "prepare.json").read_text())
+    assert settings["source_format"] == "occnet" and len(settings["split"]["occnet_lists_sha256"]) == 64
+
+
+def test_prepared_occnet_samples_agree_with_the_analytic_shapes_in_the_gaps_frame(occnet_store):
+    from impax.data.store import ShapeStore
+    from impax.geometry.voxels import grid_nodes
+
+    _, out, _ = occnet_store
+    store = ShapeStore(out)
+    for e in store.entries():
+        shape, a = shape_of(e["source"]), store.attrs(e["id"])
+        t_occ, t_gaps = a["occnet_transform"], a["gaps_transform"]
+        assert (a["source_frame"], t_occ.target, t_gaps.target) == ("occnet", "occnet", "gaps")
+        np.testing.assert_allclose(t_occ.inverse().apply(np.zeros((1, 3)))[0], shape.loc, atol=1e-5 * shape.scale)
+        assert t_occ.scale == pytest.approx(1 / shape.scale, rel=1e-6)
+        to_orig = t_gaps.inverse()
+        tol = 1e-3 * shape.scale  # float16 points: labels may differ only this close to the surface
+        for group in ("uniform", "near"):
+            p = to_orig.apply(store.read(e["id"], f"{group}_points").astype(np.float64))
+            occ = store.read(e["id"], f"{group}_occupancy").astype(bool)
+            far = shape.distance(p) > tol
+            assert far.mean() > 0.9 and occ.any() and not occ.all()
+            np.testing.assert_array_equal(occ[far], shape.inside(p[far]), err_msg=f"{e['id']} {group}")
+        # the uniform set covers LDIF's box [-0.7, 0.7]^3 (OccNet's cube + outside samples)
+        up = store.read(e["id"], "uniform_points")
+        assert np.all(np.abs(up) <= 0.7 + 1e-6) and np.all(up.min(0) < -0.69) and np.all(up.max(0) > 0.69)
+        assert a["uniform_outside_fill"] > 0
+        # near-surface samples lie within 0.04 (GAPS units) of the surface (+ the surface samples' gap)
+        near = to_orig.apply(store.read(e["id"], "near_points").astype(np.float64))
+        assert np.all(shape.distance(near) * t_gaps.scale < 0.04 + 0.02)
+        # surface points and normals
+        sp = to_orig.apply(store.read(e["id"], "surface_points").astype(np.float64))
+        assert np.all(shape.distance(sp) < tol)
+        sn = store.read(e["id"], "surface_normals")
+        np.testing.assert_allclose(np.linalg.norm(sn, axis=1), 1, atol=1e-3)
+        # the approximate coarse SDF grid: sign right except next to the surface, magnitude within the gap
+        grid = store.read(e["id"], "sdf_grid").reshape(-1)
+        nodes = to_orig.apply(grid_nodes(round(len(grid) ** (1 / 3))))
+        d = shape.distance(nodes) * t_gaps.scale
+        clear = d > 0.01
+        np.testing.assert_array_equal(grid[clear] < 0, shape.inside(nodes[clear]))
+        assert np.abs(np.abs(grid) - d).max() < 0.03
+    # the GAPS frame estimated from the surface samples is the sphere's exact one: centre, 0.25 sqrt(3) / r
+    a = store.attrs("02691156_sph_a")
+    sph = SHAPES["02691156"]["sph_a"]
+    np.testing.assert_allclose(a["gaps_transform"].apply(np.array([sph.centre]))[0], 0, atol=0.01)
+    assert a["gaps_transform"].scale == pytest.approx(0.25 * np.sqrt(3) / sph.size[0], rel=0.02)
+
+
+def test_prepare_from_occnet_resumes_and_needs_the_flag(occnet_store, tmp_path, capsys):
+    from impax.cli import main
+
+    root, out, _ = occnet_store
+    before = {p.name: p.read_bytes() for p in (out / "shapes").iterdir()}
+    assert main(["prepare", str(root), str(out), "--from-occnet", "--quick", "--workers", "0", "--quiet"]) == 3
+    assert "0 prepared now, 7 already present" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (out / "shapes").iterdir()} == before
+    # without --from-occnet: one line naming the flag, nothing written
+    assert main(["prepare", str(root), str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--from-occnet" in err and "\n" not in err and not (tmp_path / "o2").exists()
+
+
+def test_recipes_name_what_an_occnet_store_lacks(occnet_store, tmp_path, capsys):
+    from impax.cli import main
+
+    _, out, _ = occnet_store
+    for recipe, field, hint in (("imnet-ae", "'voxels'", "OccNet"), ("sif", "'depth'", "--set input=points")):
+        assert main(["train", recipe, "--data", str(out), "--out", str(tmp_path / recipe), "--preset", "quick",
+                     "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert field in err and hint in err and "\n" not in err, err
+        assert not (tmp_path / recipe).exists()
+
+
+def test_ldif_batches_from_an_occnet_store_carry_sign_labels_and_the_grid(occnet_store):
+    import jax.numpy as jnp
+
+    from impax.data.store import ShapeStore
+    from impax.models import ldif_losses as L
+    from impax.train.recipes.ldif import make_loader, resolve_config
+
+    _, out, _ = occnet_store
+    store = ShapeStore(out)
+    cfg = resolve_config("ldif", "quick", {"input": "points", "model.batch_size": 2})
+    batch = make_loader(store, cfg, "train", 0, True).batch(0, 0)
+    # no signed distances in the store: -1 inside / +1 outside from the occupancies (the loss reads the sign)
+    for g in ("uniform", "near"):
+        assert set(np.unique(batch[f"{g}_sdf"])) == {-1.0, 1.0}
+    assert batch["sdf_grid"].shape == (2, 16, 16, 16) and batch["surface_points"].shape == (2, 256, 3)
+    assert "depth" not in batch and np.all(batch["box_lower"] <= 0) and np.all(batch["box_upper"] >= 0)
+    m = cfg.model
+    right = jnp.where(batch["near_sdf"] < 0, m.iso_level - 1, m.iso_level + 1)
+    assert float(L.near_surface_sample_loss(m, right, batch["near_sdf"])) < 1e-6
+    assert float(L.near_surface_sample_loss(m, -right + 2 * m.iso_level, batch["near_sdf"])) > 0.5
+    # the approximate grid: element centres at the shapes' centres are inside (no grid-inside penalty)
+    centre = jnp.asarray(store.attrs("02691156_sph_a")["gaps_transform"].apply(np.array([[3.0, -1.0, 2.0]])))
+    inside = L.interpolate_grid(jnp.asarray(store.read("02691156_sph_a", "sdf_grid"))[None], centre[None],
+                                jnp.asarray(store.read("02691156_sph_a", "world2grid")))
+    assert float(inside[0, 0]) < -0.3
+
+
+@pytest.mark.slow
+def test_sif_trains_on_an_occnet_store_and_impax_test_scores_it_against_occnet(occnet_store, tmp_path):
+    """~70 s on 2 busy cores (JAX compilation): a 2-step SIF run, then impax test --occnet."""
+    from impax.cli import main
+
+    root, out, _ = occnet_store
+    run = tmp_path / "sif"
+    assert main(["train", "sif", "--data", str(out), "--out", str(run), "--preset", "quick", "--no-progress",
+                 "--set", "input=points"]) == 0
+    assert json.loads((run / "eval_iou.json").read_text())["train"]["count"] == 4
+    assert main(["test", str(run), "--data", str(out), "--meshes", str(root), "--quiet"]) == 1  # wrong flag
+    assert main(["test", str(run), "--data", str(out), "--occnet", str(root), "--resolution", "32",
+                 "--samples", "2000", "--quiet"]) == 0
+    summary = json.loads((run / "test-test" / "summary.json").read_text())
+    assert summary["summary"]["count"] == 2 and summary["summary"]["frame"] == "occnet"
+    assert {r["id"] for r in summary["shapes"]} == {"02691156_sph_t", "03001627_box_t"}
+    assert all(0 <= r["iou"] <= 1 and r["chamfer_l1"] > 0 for r in summary["shapes"])
