@@ -34,8 +34,9 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,13 @@ table.grid img{display:block;margin:0 auto;border:1px solid #eee;border-radius:3
 p.note{font-size:.85rem;color:#555}
 .strip{overflow-x:auto;max-width:100%}
 #reproduce pre{background:#f6f6f6;padding:.5rem;overflow-x:auto;font-size:.8rem}
+.v3d{position:relative;width:240px;height:240px;margin:0 auto;border:1px solid #eee;border-radius:3px}
+.v3d canvas{display:block;width:240px;height:240px;cursor:grab}
+.v3d-msg{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;text-align:center;
+font-size:.8rem;color:#777;padding:.6rem;pointer-events:none}
+p.na{max-width:none}
+#look3d-status[hidden]{display:none}
+@media print{#look3d{display:none}}
 </style>"""
 
 
@@ -520,7 +528,10 @@ def _sif_layers(out: Path, sid: str, ldif_mesh):
     return layers, f"{len(ells)} elements ({strong} with c < -0.07)"
 
 
-def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes: int, sif_view: int) -> None:
+def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes: int, sif_view: int,
+                    shown: list[dict[str, Any]] | None = None) -> None:
+    """The grid of static renders; appends each row's shape, meshes and framing to ``shown``
+    (for the 3D viewers)."""
     from impax.geometry.render import framing
     from impax.report.figures import MODEL_COLORS
 
@@ -550,11 +561,13 @@ def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes
             split = "training shape" if _is_train(e) else f"held-out ({e['split']})"
             label += f"<br><i>{html.escape(split)}</i>"
         cells = [label]
+        missing: dict[str, NotAvailable] = {}
         try:
             gt = _load_mesh(_gt_path(out, e), out)
             bounds, radius = framing(gt)
         except NotAvailable as err:
             gt, bounds, radius = None, None, None
+            missing["gt"] = err
             cells.append(_na(err))
         if gt is not None:
             imgs = [render(gt, a, el, bounds, radius, MODEL_COLORS["gt"]) for a, el in views]
@@ -564,6 +577,7 @@ def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes
             try:
                 m = _load_mesh(out / "meshes" / model / f"{sid}.ply", out)
             except NotAvailable as err:
+                missing[model] = err
                 cells.append(_na(err))
                 continue
             meshes[model] = m
@@ -581,8 +595,87 @@ def _section_shapes(rep: Report, out: Path, views, render: _Renderer, max_shapes
         except NotAvailable as err:
             cells.append(_na(err))
         parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        if shown is not None:
+            shown.append({"entry": e, "label": label, "gt": gt, "meshes": meshes, "missing": missing,
+                          "bounds": bounds, "radius": radius})
     parts.append("</table>")
     rep.raw("\n".join(parts))
+
+
+# ------------------------------------------------------------------------------- 3D viewers
+
+
+def _clear_viewer_files(report_dir: Path) -> None:
+    """Remove the 3D viewers' meshes of an earlier build (``report/3d/``)."""
+    from impax.report.viewer3d import MESH_DIR
+
+    mesh_root = report_dir / MESH_DIR
+    if mesh_root.is_dir() and not mesh_root.is_symlink():
+        shutil.rmtree(mesh_root)
+
+
+def _section_look3d(rep: Report, out: Path, shown: Sequence[dict[str, Any]], view: tuple[float, float],
+                    max_faces: int) -> None:
+    """Interactive viewers of the shape rows (:mod:`impax.report.viewer3d`): ground truth and each
+    reconstruction side by side, one camera per row, meshes written under ``report/3d/``."""
+    from impax.geometry.render import framing
+    from impax.report import viewer3d as v3
+    from impax.report.figures import MODEL_COLORS
+
+    report_dir = out / "report"
+    _clear_viewer_files(report_dir)
+    head = '<section id="look3d"><h2>Look in 3D</h2>'
+    if not shown:
+        rep.raw(head + _na("no shape rows to show (see Reconstructions)") + "</section>")
+        return
+    try:
+        bundle = v3.copy_assets(report_dir)
+    except OSError as e:
+        rep.raw(head + _na(f"the three.js bundle could not be copied ({e})") + "</section>")
+        return
+    cols = [("gt", "ground truth", MODEL_COLORS["gt"])] + [(m, lab, MODEL_COLORS[key]) for m, lab, key in MODELS]
+    rows, written = [], []
+    for k, r in enumerate(shown):
+        meshes = {"gt": r["gt"], **r["meshes"]} if r["gt"] is not None else dict(r["meshes"])
+        if not meshes:
+            continue
+        bounds, radius = (r["bounds"], r["radius"]) if r["gt"] is not None else framing(list(meshes.values()))
+        folder = f"{v3.MESH_DIR}/{k:02d}-{v3.safe_name(r['entry']['id'])}"
+        cells = [r["label"]]
+        for key, label, color in cols:
+            if key not in meshes:
+                cells.append(_na(r["missing"].get(key, "no mesh")))
+                continue
+            try:
+                info = v3.write_glb(meshes[key], report_dir, f"{folder}/{key}.glb", max_faces)
+            except (OSError, ValueError) as e:
+                cells.append(_na(f"cannot write its glb ({type(e).__name__}: {e})"))
+                continue
+            written.append(info)
+            faces = f"{info['faces']:,} faces" + (f" (simplified from {info['original_faces']:,})"
+                                                  if info["method"] else "")
+            cells.append(v3.viewer_div(info["glb"], color, f"{r['entry']['id']} {label}")
+                         + f'<div class="cap">{faces} · <a href="{html.escape(info["glb"])}" download>.glb</a></div>')
+        rows.append(f"<tr {v3.row_attrs(bounds, radius, *view)}>" + "".join(f"<td>{c}</td>" for c in cells)
+                    + "</tr>")
+    simplified = sum(1 for w in written if w["method"])
+    size_mb = sum(w["bytes"] for w in written) / 1e6
+    intro = ("Drag to orbit, scroll to zoom, right-drag to pan; the viewers of one row share one camera "
+             "(it starts at the first view of the renders above). Everything the viewers need is in this "
+             f"folder (three.js {v3.THREE_VERSION}, MIT licence: {v3.ASSETS_DIR}/three.js-LICENSE.txt; the "
+             f"meshes as glTF under {v3.MESH_DIR}/), so the page works offline, opened from disk. A row "
+             f"starts when it scrolls into view. Meshes over {max_faces:,} faces are simplified for the "
+             f"viewers ({simplified} of {len(written)} here); the renders and the metrics use the full "
+             f"meshes. The 3D files take {size_mb:.1f} MB.")
+    head_row = "".join(f"<th>{html.escape(h)}</th>" for h in ["shape", *[lab for _, lab, _ in cols]])
+    rep.raw(f'<section id="look3d" data-bundle="{v3.ASSETS_DIR}/{bundle.name}"><h2>Look in 3D</h2>'
+            f"<p>{html.escape(intro)}</p>"
+            '<noscript><div class="na">JavaScript is off: the 3D viewers need it; the renders above show '
+            "the same shapes.</div></noscript>"
+            '<p class="na" id="look3d-status" hidden></p>'
+            '<p><button type="button" id="look3d-all">Start all 3D viewers</button></p>'
+            f'<table class="grid" id="viewers-3d"><tr>{head_row}</tr>' + "".join(rows) + "</table>"
+            f"<script>{v3.viewer_script()}</script></section>")
 
 
 # ----------------------------------------------------------------------- GAN and interpolation
@@ -864,11 +957,34 @@ def demo_command(out: Path) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _section_reproduce(rep: Report, out: Path) -> None:
+def recorded_invocation(out: Path) -> dict[str, Any] | None:
+    """The ``impax demo`` invocation recorded in the stage markers (``{"argv", "cwd"}``): the report
+    stage's, else the newest marker's that has one."""
+    d = out / ".stages"
+    markers = sorted(d.glob("*.json"), key=lambda p: (p.name != "report.json", -p.stat().st_mtime)) \
+        if d.is_dir() else []
+    for p in markers:
+        try:
+            inv = json.loads(p.read_text()).get("summary", {}).get("invocation")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(inv, dict) and isinstance(inv.get("argv"), list) and inv["argv"]:
+            return inv
+    return None
+
+
+def _section_reproduce(rep: Report, out: Path, command: Mapping[str, Any] | None = None) -> None:
     versions = _versions()
     runs = _runs_info(out)
     seeds = ", ".join(f"{r['run']} {r['seed']}" for r in runs) or "not recorded (no runs/*/run.json)"
-    commands = [demo_command(out), f"impax report {shlex.quote(str(out.resolve()))}"]
+    inv = command if command and command.get("argv") else recorded_invocation(out)
+    if inv:
+        cwd = inv.get("cwd")
+        demo = [f"# the command line that ran this demo{f' (in {cwd})' if cwd else ''}:",
+                shlex.join(str(a) for a in inv["argv"])]
+    else:
+        demo = ["# rebuilt from runs/*/run.json (this folder records no demo command line):", demo_command(out)]
+    commands = [*demo, f"impax report {shlex.quote(str(out.resolve()))}"]
     env = [("versions", ", ".join(f"{k} {v}" for k, v in versions.items())), ("CPU", _cpu_name()),
            ("jax devices", _jax_devices()), ("seeds (runs/*/run.json)", seeds),
            ("stage markers", ", ".join(r["stage"] for r in _stages(out)) or "none")]
@@ -887,13 +1003,17 @@ def _section_reproduce(rep: Report, out: Path) -> None:
 def build_report(out_dir: str | Path, title: str = "impax demo report",
                  views: Sequence[tuple[float, float]] = DEFAULT_VIEWS, size: int = DEFAULT_SIZE,
                  max_shapes: int = 8, supersample: int = 2, sif_view: int = 0,
-                 strip_limit: int = 10) -> Path:
+                 strip_limit: int = 10, viewers: bool = True, viewer_faces: int = 15_000,
+                 command: Mapping[str, Any] | None = None) -> Path:
     """Write ``OUT/report/index.html`` for the demo folder ``out_dir`` and return its path.
 
     ``views``: (azimuth, elevation) pairs in degrees for the per-shape renders (ground truth and the
     reconstructions); ``size``: pixels per render (``supersample``² rays per pixel);
     ``max_shapes``: rows of renders (held-out shapes first, classes interleaved); ``sif_view``:
-    which view draws the SIF elements; ``strip_limit``: most GAN samples / interpolation steps.
+    which view draws the SIF elements; ``strip_limit``: most GAN samples / interpolation steps;
+    ``viewers``: interactive 3D viewers of the shape rows (meshes written under ``OUT/report/3d/``,
+    simplified to at most ``viewer_faces`` faces); ``command``: the demo invocation that builds the
+    page (``{"argv", "cwd"}``; default: the one recorded in ``OUT/.stages/``).
     Missing or broken inputs become "not available: reason" cells.
     """
     t0 = time.perf_counter()
@@ -903,17 +1023,20 @@ def build_report(out_dir: str | Path, title: str = "impax demo report",
     rep = Report(title, f"{out.resolve()} · built {stamp}")
     rep.raw(_EXTRA_CSS)
     render = _Renderer(int(size), int(supersample))
+    shown: list[dict[str, Any]] = []
     sections = (
         ("header", lambda: _section_header(rep, out)),
         ("models", lambda: _section_models(rep, out)),
         ("metrics", lambda: _section_metrics(rep, out)),
-        ("shapes", lambda: _section_shapes(rep, out, views, render, max_shapes, sif_view)),
+        ("shapes", lambda: _section_shapes(rep, out, views, render, max_shapes, sif_view, shown)),
+        ("3D viewers", lambda: _section_look3d(rep, out, shown, views[0], int(viewer_faces)) if viewers
+         else _clear_viewer_files(out / "report")),
         ("gan", lambda: (rep.heading("GAN samples (IM-NET latent GAN)", anchor="gan"),
                          _mesh_strip(rep, out, out / "meshes" / "gan", "sample", "GAN", render, views[0],
                                      strip_limit, "gan-samples"))),
         ("interp", lambda: _section_interp(rep, out, render, views[0], strip_limit)),
         ("curves", lambda: _section_curves(rep, out)),
-        ("reproduce", lambda: _section_reproduce(rep, out)),
+        ("reproduce", lambda: _section_reproduce(rep, out, command)),
     )
     for name, fn in sections:
         try:
