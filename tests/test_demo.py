@@ -92,8 +92,12 @@ def test_quick_demo_report_opens_in_chromium(quick_demo):
     out = quick_demo["out"]
     page = out / "report" / "index.html"
     shot = quick_demo["root"] / "demo_quick_shot.png"
-    info = inspect_page(page, screenshot=shot)
+    info = inspect_page(page, screenshot=shot, ids=("reproduce",))
     assert info["images"], "the report has no images"
+    # the command line exactly as the fixture typed it (run as a module)
+    typed = f"{Path(sys.executable).name} -m impax demo --quick --out tmp --no-progress"
+    assert typed in info["elements"]["reproduce"], info["elements"]["reproduce"]
+    assert f"(in {quick_demo['root']})" in info["elements"]["reproduce"]
     broken = [i["alt"] for i in info["images"] if not (i["complete"] and i["w"] > 0 and i["h"] > 0)]
     assert not broken, broken
     ids = {t["id"] for t in info["tables"]}
@@ -154,6 +158,36 @@ def test_user_meshes_are_linked_and_split_per_class(tmp_path):
     held = {c: sum(i.startswith(f"{c}_") for i in test) for c in counts}
     assert held == {"cup": 1, "vase": 1, "odd": 0}  # round(1.2) = 1, max(1, round(0.4)) = 1, a class of one: 0
     assert sorted(test + train) == sorted(f"{c}_m{k}" for c, n in counts.items() for k in range(n))
+
+
+def test_the_demo_records_its_command_line_as_typed(tmp_path, monkeypatch):
+    """`impax demo ...` hands its command line to the demo, which writes it (and the folder it ran
+    in) into each stage marker it writes; as a console script it reads `impax`, as a module
+    `python -m impax`."""
+    import impax.demo
+    from impax.cli import command_line, main
+    from impax.demo import Demo
+    from impax.geometry.shapes import make_shape
+    from impax.stages import StageRunner
+
+    seen = {}
+    monkeypatch.setattr(impax.demo, "run_demo", lambda out, **kw: seen.update(kw, out=out) or 0)
+    assert main(["demo", "--seed", "3", "--out", "my out", "--no-progress"]) == 0
+    assert seen["command"] == ["impax", "demo", "--seed", "3", "--out", "my out", "--no-progress"]
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/impax", "demo", "--quick"])
+    assert command_line() == ["impax", "demo", "--quick"]
+    monkeypatch.setattr(sys, "argv", ["/src/impax/__main__.py", "demo"])
+    assert command_line() == [Path(sys.executable).name, "-m", "impax", "demo"]
+
+    src = tmp_path / "mine" / "cup"
+    src.mkdir(parents=True)
+    for k in range(2):
+        make_shape("sphere", k).mesh.export(src / f"m{k}.ply")
+    typed = ["impax", "demo", "--quick", "--meshes", str(tmp_path / "mine")]
+    demo = Demo(tmp_path / "out", quick=True, meshes=tmp_path / "mine", command=typed)
+    StageRunner(demo.out, log=lambda s: None).run(demo.stages()[:1])
+    marker = json.loads((tmp_path / "out" / ".stages" / "shapes.json").read_text())
+    assert marker["summary"]["invocation"] == {"argv": typed, "cwd": os.getcwd()}
 
 
 def test_stage_keys_follow_the_options_that_change_results(tmp_path):

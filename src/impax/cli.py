@@ -92,9 +92,20 @@ def error_line(e: BaseException) -> str:
     return " ".join(text.split())
 
 
+def command_line(argv: list[str] | None = None) -> list[str]:
+    """The command line as typed: ``impax`` (``python -m impax`` when run as a module) and ``argv``
+    (default ``sys.argv[1:]``)."""
+    if argv is not None:
+        return ["impax", *argv]
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "impax"
+    head = [os.path.basename(sys.executable) or "python", "-m", "impax"] if prog == "__main__.py" else [prog]
+    return [*head, *sys.argv[1:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = command_line(argv)  # what ran, for commands that record it (impax demo)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -11,7 +11,8 @@ One output folder ``OUT`` (default ``./impax-demo``) receives every artefact::
     OUT/eval/{imnet-ae,ldif}/              per_shape.csv, summary.json, table.md;  OUT/eval/gan/summary.json
     OUT/report/index.html                  the report (:func:`impax.report.demo_report.build_report`)
     OUT/logs/<stage>.log                   the traceback of a stage that failed
-    OUT/.stages/<stage>.json               finished-stage markers (:class:`impax.stages.StageRunner`)
+    OUT/.stages/<stage>.json               finished-stage markers (:class:`impax.stages.StageRunner`), each
+                                           with the command line that ran it ("invocation": argv, cwd)
 
 Stages and their time budgets (seconds; the budgets are what the ETA lines print; the settings
 behind them are in :func:`make_plan`; measured on 2 shared CPU cores)::
@@ -263,7 +264,7 @@ class Demo:
 
     def __init__(self, out: str | Path, quick: bool = False, meshes: str | Path | None = None, seed: int = 0,
                  workers: int | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, command: Sequence[str] | None = None) -> None:
         self.out = Path(out)
         self.plan = make_plan(quick, seed)
         self.meshes = Path(meshes).resolve() if meshes else None
@@ -278,6 +279,9 @@ class Demo:
         self.problems: dict[str, str] = {}  # stage -> "not available: ..." / "failed: ..." / "partial: ..."
         self.blocked: dict[str, str] = {}  # stages whose output is absent ("failed", "not available")
         self.notes: dict[str, str] = {}  # stage -> remark (e.g. some reconstructions came out empty)
+        # the command line as typed and where: recorded in every stage marker this run writes, shown
+        # in the report's Reproduce block
+        self.invocation = {"argv": [str(a) for a in command], "cwd": os.getcwd()} if command else None
 
     # paths
     @property
@@ -372,6 +376,8 @@ class Demo:
                 summary = {"status": "failed", "reason": reason}
             summary.setdefault("status", "ok")
             summary["budget_s"] = budget
+            if self.invocation:
+                summary["invocation"] = self.invocation
             self._note(name, summary)
             return summary
         return run
@@ -616,7 +622,7 @@ class Demo:
         _fresh(self.out / "report", self.keys["report"])
         title = "impax demo report" + (" (--quick)" if self.plan.quick else "")
         with _ticker("render and write the report", self.plan.budgets["report"], self.progress):
-            path = build_report(self.out, title=title, **dict(self.plan.report))
+            path = build_report(self.out, title=title, command=self.invocation, **dict(self.plan.report))
         return {"path": str(path)}
 
     # running ---------------------------------------------------------------------------------
@@ -773,11 +779,14 @@ def _num(v: Any) -> str:
 
 def run_demo(out: str | Path = "impax-demo", quick: bool = False, meshes: str | Path | None = None, seed: int = 0,
              workers: int | None = None, progress: bool = True,
-             log: Callable[[str], None] | None = None, echo: Callable[[str], None] | None = None) -> int:
-    """Run ``impax demo`` and print its results (``echo``: stdout lines); returns the exit status."""
+             log: Callable[[str], None] | None = None, echo: Callable[[str], None] | None = None,
+             command: Sequence[str] | None = None) -> int:
+    """Run ``impax demo`` and print its results (``echo``: stdout lines); returns the exit status.
+    ``command``: the command line as typed (recorded in the stage markers and the report)."""
     echo = echo or (lambda s: print(s, flush=True))
     try:
-        demo = Demo(out, quick=quick, meshes=meshes, seed=seed, workers=workers, progress=progress, log=log)
+        demo = Demo(out, quick=quick, meshes=meshes, seed=seed, workers=workers, progress=progress, log=log,
+                    command=command)
         res = demo.run()
     except DemoError as e:
         (log or (lambda s: print(s, file=sys.stderr, flush=True)))(f"impax demo: {e}")

@@ -36,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
     from impax.demo import run_demo
 
     return run_demo(args.out, quick=args.quick, meshes=args.meshes, seed=args.seed, workers=args.workers,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, command=getattr(args, "command_line", None))
