@@ -1,9 +1,10 @@
 """``impax report OUT``: (re)build the HTML report of an ``impax demo`` output folder.
 
-Writes ``OUT/report/index.html``: one self-contained page (images embedded) with what was run,
-the metric tables of both model families, renders of ground truth and reconstructions from shared
-cameras, the SIF elements of the LDIF shapes, GAN samples, the interpolation strip and the loss
-curves. Missing pieces show as "not available: reason". ``--open-check`` then opens the page in
+Writes ``OUT/report/index.html`` (images embedded) with what was run, the metric tables of both
+model families, renders of ground truth and reconstructions from shared cameras, interactive 3D
+viewers of the same shapes (meshes in ``OUT/report/3d/``, three.js in ``OUT/report/assets/``; they
+work offline, opened from disk), the SIF elements of the LDIF shapes, GAN samples, the
+interpolation strip, the loss curves and the command line that ran the demo. Missing pieces show as "not available: reason". ``--open-check`` then opens the page in
 headless Chromium (needs ``chromium``, ``chromedriver`` and the ``selenium`` package) and checks
 that every image decodes.
 

@@ -21,6 +21,10 @@ Renders: per shape, the ground truth and each reconstruction are drawn with one 
 framed by the ground truth's bounds (:func:`impax.geometry.render.framing`), so they line up.
 The SIF view draws the LDIF mesh as a translucent ghost with the SIF elements as ellipsoids inside
 it (level set ``c g = -0.07`` of each element, see :mod:`impax.report.figures`).
+
+"Look in 3D" shows the same rows in interactive viewers (:mod:`impax.report.viewer3d`); their files
+go beside the page, ``OUT/report/3d/`` (meshes) and ``OUT/report/assets/`` (three.js). The Reproduce
+block shows the ``impax demo`` command line recorded in the stage markers (``invocation``).
 """
 
 from __future__ import annotations
