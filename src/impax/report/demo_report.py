@@ -48,6 +48,7 @@ import numpy as np
 
 from impax.geometry.mesh_io import MESH_SUFFIXES
 from impax.report.html import Report, data_uri, line_plot_svg, png_bytes
+from impax.report.viewer3d import DEFAULT_MAX_FACES as VIEWER_FACES
 from impax.train.registry import RECIPES
 
 #: Two views (azimuth, elevation) in degrees; y is up, azimuth 0 looks from +z.
@@ -1007,7 +1008,7 @@ def _section_reproduce(rep: Report, out: Path, command: Mapping[str, Any] | None
 def build_report(out_dir: str | Path, title: str = "impax demo report",
                  views: Sequence[tuple[float, float]] = DEFAULT_VIEWS, size: int = DEFAULT_SIZE,
                  max_shapes: int = 8, supersample: int = 2, sif_view: int = 0,
-                 strip_limit: int = 10, viewers: bool = True, viewer_faces: int = 15_000,
+                 strip_limit: int = 10, viewers: bool = True, viewer_faces: int = VIEWER_FACES,
                  command: Mapping[str, Any] | None = None) -> Path:
     """Write ``OUT/report/index.html`` for the demo folder ``out_dir`` and return its path.
 

@@ -32,7 +32,8 @@ BUNDLE = "impax-three.min.js"
 THREE_VERSION = "0.187.0"
 #: Folders under ``report/``: the three.js bundle and its licence; the meshes.
 ASSETS_DIR, MESH_DIR = "assets", "3d"
-DEFAULT_MAX_FACES = 15_000
+#: Face cap of one viewer mesh: about 280 kB (glb + its base64 script) per mesh at the cap.
+DEFAULT_MAX_FACES = 10_000
 #: CSS pixels of one viewer (square).
 VIEWER_PX = 240
 
