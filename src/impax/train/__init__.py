@@ -20,7 +20,7 @@ from typing import Any
 _EXPORTS = {
     "CheckpointStore": "checkpoint", "load_model": "checkpoint", "named_leaves": "checkpoint",
     "Position": "config", "Stage": "config", "TrainConfig": "config",
-    "DataParallel": "parallel", "Prefetcher": "parallel", "read_metrics": "runlog",
+    "BatchSplitError": "parallel", "DataParallel": "parallel", "Prefetcher": "parallel", "read_metrics": "runlog",
     "FitResult": "trainer", "TrainingDiverged": "trainer", "adam": "trainer", "fit": "trainer",
     "loss_step": "trainer", "make_optimizer": "trainer",
 }

@@ -15,6 +15,15 @@ Several processes (after :func:`impax.train.distributed.initialize`): the mesh s
 host batch (every process loads the same one; each keeps its rows) or, with ``local=True``, only
 this process's rows, and builds the global array with ``jax.make_array_from_process_local_data``.
 Replicated state is built from host values that are the same on every process.
+
+Batches that do not divide by the device count are refused, not padded: every row of a batch is
+split evenly over the mesh (``P('data')`` needs equal shards), and padding with masked rows would
+need every loss — including batch statistics such as LDIF's CBN and IM-GAN's critic — to take a
+mask to keep the exact mean over the real rows. :func:`fit <impax.train.fit>` checks every stage's
+loader (its ``batch_size`` and, without ``drop_last``, the short last batch) against the mesh
+before the first step and stops with one line (:func:`batch_split_message`) naming the device
+counts that divide the batch and the nearest batch sizes that divide by the device count
+(``docs/distributed.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,44 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
+
+
+class BatchSplitError(ValueError):
+    """A batch whose rows cannot be split evenly over the devices of the mesh (one-line message)."""
+
+
+def batch_split_message(rows: int, num_devices: int, available: int | None = None,
+                        process_count: int = 1) -> str | None:
+    """``None`` when a batch of ``rows`` rows splits evenly over ``num_devices`` devices, else one
+    line naming what would work: the device counts that divide ``rows`` (up to ``available``, the
+    devices this process could use, ``train.num_devices`` being per process) and the nearest batch
+    sizes that are multiples of ``num_devices``."""
+    rows, num_devices = int(rows), int(num_devices)
+    if num_devices <= 1 or rows % num_devices == 0:
+        return None
+    available = num_devices // max(1, process_count) if available is None else int(available)
+    procs = max(1, int(process_count))
+    counts = [d for d in range(1, available + 1) if rows % (d * procs) == 0]
+    per = " per process" if procs > 1 else ""
+    lower = rows // num_devices * num_devices
+    sizes = " or ".join(str(b) for b in (lower, lower + num_devices) if b > 0)
+    fix = (f"run on {', '.join(map(str, counts))} device(s){per} (--set train.num_devices={counts[-1]})"
+           if counts else f"no device count{per} up to {available} divides it")
+    return (f"a batch of {rows} rows cannot be split evenly over {num_devices} devices: {fix}, "
+            f"or use a batch size that is a multiple of {num_devices} ({sizes})")
+
+
+def loader_batch_rows(loader: Any) -> list[int]:
+    """The batch sizes a loader yields, as far as its attributes say: ``batch_size`` and, when it
+    keeps a short last batch (``drop_last`` false), ``n_items % batch_size``; ``[]`` when unknown."""
+    bs = getattr(loader, "batch_size", None)
+    if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs < 1:
+        return []
+    rows = [int(bs)]
+    n = getattr(loader, "n_items", None)
+    if getattr(loader, "drop_last", True) is False and isinstance(n, (int, np.integer)) and n % bs:
+        rows.append(int(n % bs))
+    return rows
 
 
 class DataParallel:
@@ -73,6 +120,14 @@ class DataParallel:
     def multi_process(self) -> bool:
         return self.process_count > 1
 
+    def check_rows(self, rows: int, local: bool = False, what: str = "") -> None:
+        """:class:`BatchSplitError` (:func:`batch_split_message`) unless a batch of ``rows`` rows
+        (this process's rows with ``local``) splits evenly over the mesh."""
+        n = self.local_num_devices if local else self.num_devices
+        msg = batch_split_message(rows, n, len(jax.local_devices()), 1 if local else self.process_count)
+        if msg is not None:
+            raise BatchSplitError(f"{what}{msg}")
+
     def put_batch(self, batch: Any, local: bool = False) -> Any:
         """Host batch (dict of numpy arrays) → device arrays, split along axis 0 over the mesh.
 
@@ -81,14 +136,12 @@ class DataParallel:
         process's rows.
         """
         if self.num_devices > 1:
-            factor = 1 if (local or not self.multi_process) else self.process_count
             for leaf in jax.tree.leaves(batch):
-                size = np.shape(leaf)[0] if np.ndim(leaf) else None
-                if size is None or size % (self.local_num_devices * factor):
-                    raise ValueError(
-                        f"batch leaf of shape {np.shape(leaf)} cannot be split over "
-                        f"{self.num_devices} devices: the leading (batch) axis must be a multiple "
-                        "of the device count" + (" (per process)" if local else ""))
+                if not np.ndim(leaf):
+                    raise BatchSplitError(f"a batch leaf without a leading batch axis cannot be split over "
+                                          f"{self.num_devices} devices")
+                self.check_rows(np.shape(leaf)[0], local and self.multi_process,
+                                "this process's batch: " if local and self.multi_process else "")
         if not self.multi_process:
             return jax.device_put(batch, self.batch_sharding)
         if not local:

@@ -67,7 +67,7 @@ from impax.data.safety import FolderLock, atomic_write_text
 from impax.train.checkpoint import CheckpointStore, from_host, host_copy, named_leaves, to_host
 from impax.train.config import RESUMABLE_FIELDS, Position, Stage, StepFn, TrainConfig
 from impax.train.distributed import agree_any
-from impax.train.parallel import DataParallel, Prefetcher
+from impax.train.parallel import DataParallel, Prefetcher, loader_batch_rows
 from impax.train.runlog import RunLog
 
 #: Losses are fetched from the device at least this often (steps).
@@ -193,6 +193,9 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
     Returns:
         :class:`FitResult`. Raises :class:`TrainingDiverged` on a non-finite loss or metric; the
         module is then left as passed in and the newest checkpoint holds the last good state.
+        Raises :class:`~impax.train.parallel.BatchSplitError` (a ``ValueError``, one line) before
+        anything is written when a stage's batches cannot be split evenly over the devices
+        (:func:`check_batches`).
     """
     global _LAST_STOP_SIGNAL
     stages = list(stages)
@@ -201,11 +204,26 @@ def fit(model: nnx.Module, stages: Sequence[Stage], run_dir: str | Path,
         raise ValueError(f"stage names must be unique, got {names}")
     run_dir = Path(run_dir)
     dp = DataParallel(config.num_devices)
+    check_batches(stages, dp)
     _LAST_STOP_SIGNAL = None
     with run_lock(run_dir, dp.process_index):
         result = _fit(model, stages, run_dir, config, dp, tx, wrt, extra_meta, on_step)
     _LAST_STOP_SIGNAL = result.stop_signal
     return result
+
+
+def check_batches(stages: Sequence[Stage], dp: DataParallel) -> None:
+    """Refuse, before the first step, stages whose loaders' batches (as far as their ``batch_size``
+    / ``drop_last`` attributes say: :func:`~impax.train.parallel.loader_batch_rows`) cannot be split
+    evenly over the mesh of ``dp`` — rather than failing at the first such batch, possibly hours in."""
+    if dp.num_devices == 1:
+        return
+    for s in stages:
+        if s.epochs == 0:
+            continue
+        local = bool(getattr(s.loader, "process_local", False)) and dp.multi_process
+        for rows in loader_batch_rows(s.loader):
+            dp.check_rows(rows, local, f"stage {s.name!r}: ")
 
 
 def _fit(model: nnx.Module, stages: list[Stage], run_dir: Path, config: TrainConfig, dp: DataParallel,
