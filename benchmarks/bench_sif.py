@@ -64,7 +64,7 @@ def eval_workload(short: bool) -> list[Result]:
         if latent == 0:
             sif = sif.replace(latents=None)
         fn = sif_query(sif, _weights() if latent else None, skip=True)
-        out.append(measure(f"sif eval {name} B={batch}", lambda fn=fn: fn(pts), items=batch, unit="points",
+        out.append(measure(f"sif eval {name} B={batch}", lambda fn=fn: np.asarray(fn(pts)), items=batch, unit="points",
                            repeat=2 if short else 3, min_time=0.2))
     return out
 

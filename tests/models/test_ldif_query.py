@@ -1,4 +1,8 @@
-"""The sparse LDIF query (only active element/point pairs decoded) against the dense evaluator and numpy."""
+"""The sparse LDIF query (only active element/point pairs decoded) against the dense evaluator and numpy,
+and its device path (masks kept on the device, used off CPU) against its host path.
+
+Tolerances (1e-5) assume exact float32, i.e. the CPU backend the suite pins; on a GPU see docs/gpu.md.
+"""
 
 from __future__ import annotations
 
@@ -80,3 +84,47 @@ def test_sif_query_routes_ldif_to_the_sparse_path_and_handles_edge_cases(rng):
     assert np.array_equal(q(far), np.zeros(5, np.float32)) and q.pairs == 0
     with pytest.raises(ValueError, match="latents"):
         SparseLdifQuery(sif.replace(latents=None), w)
+
+
+def _random_ldif(rng, n=12, sym=5, latent=8, blocks=1):
+    act = rng.normal(size=(n, 10 + latent)).astype(np.float32)
+    act[:, 1:4] = rng.uniform(-1.0, 1.0, size=(n, 3))
+    act[:, 4:7] += 0.5
+    return S.from_activation(jnp.asarray(act), "cov", sym, latent), _weights(rng, latent, latent, blocks)
+
+
+def test_device_path_equals_the_host_path(rng):
+    from impax.models import platform
+
+    sif, w = _random_ldif(rng, blocks=2)
+    host = SparseLdifQuery(sif, w, tile=16, tiles_per_call=8, device_masks=False)
+    dev = SparseLdifQuery(sif, w, tile=16, tiles_per_call=8, device_masks=True)
+    assert SparseLdifQuery(sif, w).device_masks is False  # CPU: the host path by default
+    assert platform.device_masks("gpu") and platform.device_masks("tpu") and not platform.device_masks("cpu")
+    for n in (3000, 7):  # several calls, two compiled shapes
+        pts = rng.uniform(-0.75, 0.75, size=(n, 3)).astype(np.float32)
+        want = host(pts)
+        got = dev(pts)
+        assert isinstance(got, jax.Array) and isinstance(want, np.ndarray)  # device path: no read-back
+        got = np.asarray(got)
+        assert got.dtype == np.float32 and got.shape == (n,)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * max(1.0, np.abs(want).max()))
+    assert dev.pairs == host.pairs > 0 and dev.points == host.points == 3007
+    # nothing active: exactly zero, nothing decoded; no points: an empty result
+    far = np.full((5, 3), 50.0, np.float32)
+    before = dev.pairs
+    assert np.array_equal(np.asarray(dev(far)), np.zeros(5, np.float32)) and dev.pairs == before
+    assert np.asarray(dev(np.zeros((0, 3), np.float32))).shape == (0,)
+    # sif_query passes the choice on; its values go through unread (the extractor reads them)
+    assert sif_query(sif.as_numpy(), w, skip=True, device_masks=True).device_masks is True
+    dense = sif_query(sif.as_numpy(), w, skip=False)(pts)
+    assert isinstance(dense, jax.Array) and dense.shape == (7,)
+
+
+def test_query_batch_by_platform():
+    from impax.models import platform
+    from impax.models.ldif_model import QUERY_BATCH
+
+    assert platform.query_batch("cpu") == QUERY_BATCH == 32768
+    assert platform.query_batch("gpu") == platform.query_batch("tpu") > 32768
+    assert platform.query_batch() == 32768  # this suite runs on the CPU backend

@@ -16,13 +16,15 @@ import numpy as np
 from impax.conventions import IMNET_BOX_HALF, IMNET_ISO_LEVEL, Transform
 from impax.inference.extract import coarse_resolution, extract_mesh
 from impax.models.imnet_codes import decoder_query
+from impax.models.platform import QUERY_BATCH_CPU, query_batch
 from impax.train.runs import load_imnet_ae
 
 #: Why a decoded IM-NET shape can be empty (the row's ``reason`` when the extractor gives none).
 EMPTY_REASON = "empty mesh: the decoded occupancy never crosses 0.5"
 
-#: Query batch of the extractor (fixed, so the decoder compiles once).
-QUERY_BATCH = 32768
+#: Query batch of the extractor on CPU (fixed, so the decoder compiles once); :func:`extract` uses
+#: :func:`impax.models.platform.query_batch` (larger off CPU).
+QUERY_BATCH = QUERY_BATCH_CPU
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,5 +54,5 @@ def extract(query: DecoderQuery, z: np.ndarray, resolution: int, transform: Tran
     """Mesh the 0.5 level set of the decoder for code ``z`` in IM-NET's box (``inside="above"``),
     mapped to the original frame by ``transform`` (original → IM-NET) when given."""
     return extract_mesh(query(z), resolution, level=IMNET_ISO_LEVEL, half=IMNET_BOX_HALF,
-                        coarse=coarse_resolution(resolution), inside="above", batch_size=QUERY_BATCH,
+                        coarse=coarse_resolution(resolution), inside="above", batch_size=query_batch(),
                         transform=transform, frame="imnet" if transform is not None else None)

@@ -38,6 +38,7 @@ from impax.inference.extract import coarse_resolution, safe_name, save_row
 from impax.models.ldif_config import LdifConfig
 from impax.models.ldif_model import (QUERY_BATCH, LdifModel, decoder_weights, encode, set_training, shape_inputs,
                                      shape_values, sif_query, unbatch)
+from impax.models.platform import query_batch
 from impax.models.sif_format import DECODER_FILE, write_decoder_file
 
 __all__ = ["QUERY_BATCH", "extract_sif", "load_ldif", "reconstruct", "shape_values", "sif_query", "unbatch"]
@@ -55,7 +56,7 @@ def extract_sif(sif: Any, weights: Mapping[str, np.ndarray] | None, resolution: 
     from impax.inference.extract import extract_mesh
 
     return extract_mesh(sif_query(sif, weights, skip), resolution, level=LDIF_ISO_LEVEL, half=LDIF_EXTRACT_HALF,
-                        coarse=coarse_resolution(resolution), inside="below", batch_size=QUERY_BATCH,
+                        coarse=coarse_resolution(resolution), inside="below", batch_size=query_batch(),
                         transform=transform, frame="gaps" if transform is not None else None)
 
 

@@ -32,12 +32,14 @@ from flax import nnx
 from impax.models.ldif_config import LdifConfig
 from impax.models.ldif_encoders import DepthEncoder, LocalPointEncoder, PointCloudEncoder
 from impax.models.occnet import OccNetDecoder, occnet_forward
+from impax.models.platform import QUERY_BATCH_CPU, query_batch
 from impax.models.sif import (KERNEL_SKIP_THRESHOLD, StructuredImplicit, from_activation, shape_function,
                               world2local)
 
 INPUTS = ("depth", "points")
-#: Query batch of :func:`shape_values` (fixed, so it compiles once per shape structure).
-QUERY_BATCH = 32768
+#: Query batch of :func:`shape_values` on CPU (fixed, so it compiles once per shape structure); the
+#: default is :func:`impax.models.platform.query_batch` (larger off CPU).
+QUERY_BATCH = QUERY_BATCH_CPU
 #: SIF's single depth image is view 1 of the 20 (``didx=1``).
 SINGLE_VIEW_INDEX = 1
 
@@ -187,11 +189,15 @@ def unbatch(sif: Any, i: int = 0) -> Any:
                        rotations=sif.rotations[i], latents=None if sif.latents is None else sif.latents[i])
 
 
-def sif_query(sif: Any, weights: Mapping[str, np.ndarray] | None, skip: bool = True):
-    """``points [B, 3] -> F [B]`` (numpy) of one unbatched shape; the decoder ``weights`` (an
+def sif_query(sif: Any, weights: Mapping[str, np.ndarray] | None, skip: bool = True,
+              device_masks: bool | None = None):
+    """``points [B, 3] -> F [B]`` float32 of one unbatched shape; the decoder ``weights`` (an
     ``extracted.occnet`` dict) are used when the shape has latents. ``skip``: the kernel's rule
     (an LDIF then goes through :class:`~impax.models.ldif_query.SparseLdifQuery`, which decodes
-    only the element/point pairs the rule keeps)."""
+    only the element/point pairs the rule keeps; ``device_masks`` chooses its path, ``None``: by
+    platform). The values may come back as a ``jax.Array`` not yet computed (the call only
+    dispatches), so a caller such as the mesh extractor can queue several batches; ``np.asarray``
+    reads them."""
     s = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), sif.as_numpy())
     w = None if (weights is None or s.latents is None) else {k: jnp.asarray(v, jnp.float32) for k, v in weights.items()}
     if s.latents is not None and w is None:
@@ -199,25 +205,30 @@ def sif_query(sif: Any, weights: Mapping[str, np.ndarray] | None, skip: bool = T
     if skip and w is not None:  # LDIF under the kernel's rule: decode only the active (point, element) pairs
         from impax.models.ldif_query import SparseLdifQuery
 
-        return SparseLdifQuery(s, w)
+        return SparseLdifQuery(s, w, device_masks=device_masks)
     f = _values_fn(bool(skip))
 
-    def fn(points: np.ndarray) -> np.ndarray:
-        return np.asarray(f(s, w, jnp.asarray(points, jnp.float32)))
+    def fn(points: np.ndarray) -> Any:
+        return f(s, w, jnp.asarray(points, jnp.float32))
 
     return fn
 
 
 def shape_values(sif: Any, weights: Mapping[str, np.ndarray] | None, points: np.ndarray, skip: bool = True,
-                 batch: int = QUERY_BATCH) -> np.ndarray:
-    """F of one unbatched shape at ``points [M, 3]`` in fixed-size (padded) batches → f32 ``[M]``."""
+                 batch: int | None = None) -> np.ndarray:
+    """F of one unbatched shape at ``points [M, 3]`` in fixed-size (padded) batches → f32 ``[M]``;
+    ``batch``: points per call (``None``: :func:`impax.models.platform.query_batch`)."""
+    batch = query_batch() if batch is None else int(batch)
     fn = sif_query(sif, weights, skip)
     pts = np.asarray(points, np.float32).reshape(-1, 3)
     out = np.empty(len(pts), np.float32)
+    pending = []  # dispatch every batch first, read back after: the device never waits for the host
     for s in range(0, len(pts), batch):
         blk = pts[s:s + batch]
         n = len(blk)
         if n < batch:
             blk = np.concatenate([blk, np.zeros((batch - n, 3), np.float32)])
-        out[s:s + n] = fn(blk)[:n]
+        pending.append((s, n, fn(blk)))
+    for s, n, vals in pending:
+        out[s:s + n] = np.asarray(vals)[:n]
     return out
