@@ -23,6 +23,10 @@ Chamfer / normal consistency / F-score against ``pointcloud.npz``, all in OccNet
 :func:`evaluation_shape` gathers exactly those arrays (see its docstring for scoring them with
 :mod:`impax.evaluation.metrics`).
 
+Training data: :func:`prepare_occnet_shape` turns one shape folder into impax store arrays in the
+GAPS frame (``impax prepare SRC OUT --from-occnet``, :func:`discover_occnet` lists the shapes and
+OccNet's splits); see :class:`OccNetPrepareConfig` for what is made and what cannot be.
+
 Files are read with ``allow_pickle=False``; every problem is a ``ValueError`` naming the file.
 """
 

@@ -11,6 +11,10 @@ Output folder ``OUT``::
     OUT/failed.txt          "PATH: REASON" per failure (merge step)
     OUT/.impax.lock         the folder's lock (see "One writer" below)
 
+The source may also be OccNet's preprocessed data (a :class:`~impax.data.occnet.OccNetPrepareConfig`
+as the config: one job per ``<class>/<model>/`` folder, see :func:`prepare`); everything below holds
+for it alike.
+
 Guarantees:
 
 * **Validation first**: the source folder, the split fractions or lists, the shard and every
