@@ -13,6 +13,9 @@
    ``'unsbbgi'`` (uniform 1, near-surface 0.1, box 10, grid-inside 1), SIF ``'unsec'`` (uniform,
    near-surface, element centres; inside weight 10). Adam as ``shared_launcher.py``
    (``tf.train.AdamOptimizer``: beta1 0.9, beta2 0.999, eps 1e-8) at the preset's learning rate.
+   A store prepared from OccNet's data (``impax prepare --from-occnet``) has occupancies but no
+   signed distances (the sample losses read only their sign: :func:`sign_labels`) and no depth
+   images (``--set input=points``); :func:`check_store` names a missing dataset in one line.
    One decoder call covers both sample sets of a step (the original evaluates them in two calls,
    each EMA-updating the CBN statistics; here they are updated once per step).
 3. At the end ``RUN/extracted.occnet`` holds the local decoder (LDIF/``impax mesh --decoder``),
