@@ -59,3 +59,11 @@ def matmul_precision() -> str:
 
     value = jax.config.jax_default_matmul_precision
     return "default" if value is None else str(value)
+
+
+def tf32_possible(name: str | None = None, precision: str | None = None) -> bool:
+    """Whether float32 matmuls/convolutions may run in TF32 on ``name`` (``None``: the current
+    backend) at ``precision`` (``None``: :func:`matmul_precision`): on a GPU, unless the precision is
+    ``highest`` / ``float32``. (TPUs have their own bfloat16 passes; ``impax info`` reports GPUs.)"""
+    prec = matmul_precision() if precision is None else str(precision)
+    return platform(name) in ("gpu", "cuda", "rocm") and prec not in ("highest", "float32")
