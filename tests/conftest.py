@@ -7,6 +7,12 @@ checkout.
 :func:`require` imports an optional test dependency (torch for the weight-importer test). Under
 ``IMPAX_TEST_STRICT=1`` — which ``scripts/test.sh``, the README's test command, sets after installing
 everything — a missing one fails the test; elsewhere the test is skipped with the line that installs it.
+
+Precision: the suite runs JAX on the CPU (``JAX_PLATFORMS=cpu`` below unless set), where float32
+matmuls and convolutions are exact and kernels deterministic. Every exactness claim in it — the
+1e-5 / 1e-6 tolerances, ``array_equal``, "bit-identical" resume — assumes that. On a GPU, JAX may
+use TF32 for float32 products: run with ``JAX_DEFAULT_MATMUL_PRECISION=highest`` and, for the
+resume and multi-device equalities, ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` (docs/gpu.md).
 """
 
 from __future__ import annotations

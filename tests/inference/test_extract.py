@@ -1,4 +1,8 @@
-"""Multi-resolution extraction against dense marching cubes, closed forms and the LDIF fixtures."""
+"""Multi-resolution extraction against dense marching cubes, closed forms and the LDIF fixtures.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

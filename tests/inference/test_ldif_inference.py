@@ -1,6 +1,10 @@
 """LDIF inference on a tiny trained run: reconstruct from depth/mesh/points writes meshes (original
 frame), SIF v1 files and transforms; `impax mesh` on a written SIF file with the run's
-extracted.occnet gives the same mesh; bad inputs become failed rows."""
+extracted.occnet gives the same mesh; bad inputs become failed rows.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """IM-GAN latent WGAN-GP: shapes/parameter counts against the original's layer list, forwards and the
-gradient penalty against a numpy MLP with hand-written backpropagation."""
+gradient penalty against a numpy MLP with hand-written backpropagation.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

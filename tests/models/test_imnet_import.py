@@ -1,6 +1,10 @@
 """IM-NET-pytorch weight import: small torch re-statements of the IM-NET-pytorch modules
 (``modelAE.py`` encoder/generator, ``modelSVR.py`` img_encoder; written for this test), randomly
-initialised, exported as state dicts, imported into impax; the outputs must agree to 1e-5."""
+initialised, exported as state dicts, imported into impax; the outputs must agree to 1e-5.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """IM-NET models: shapes and parameter counts against the original layer lists, forwards against
-independent numpy implementations (test_imnet_reference.py), losses against their formulas."""
+independent numpy implementations (test_imnet_reference.py), losses against their formulas.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Loss terms against numpy formulas on small inputs; presets against the original hparams."""
+"""Loss terms against numpy formulas on small inputs; presets against the original hparams.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

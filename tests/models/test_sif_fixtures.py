@@ -3,6 +3,9 @@
 The reference meshes were made by the original CUDA kernel (128^3, [-0.75, 0.75]^3) and GAPS
 ``grd2msh -threshold -0.07``; their vertices are in grid-index units. The comparison metrics are
 computed here with scipy cKDTree on area-weighted surface samples (an independent reference).
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
 """
 
 from __future__ import annotations

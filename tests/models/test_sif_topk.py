@@ -1,4 +1,8 @@
-"""Training-time options of the LDIF model: top-k decoding, the pair decoder, activations and the spread start."""
+"""Training-time options of the LDIF model: top-k decoding, the pair decoder, activations and the spread start.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

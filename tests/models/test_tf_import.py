@@ -3,7 +3,11 @@
 Arrays are stored under the originals' variable names (IM-NET ``IMGAN/model.py`` + ``ops.py``,
 implicit-decoder's generator, LDIF ``nets/occnet.py``, slim ``resnet_v2_50``, ``pointnet_depr``),
 partly through a byte-level bundle written by the independent test writer, imported, and the
-impax outputs compared with numpy re-statements of the original layers (written here)."""
+impax outputs compared with numpy re-statements of the original layers (written here).
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ same global batch and seed. On the way they stop at ``max_steps``, write a multi
 and a second pair with another device layout restores it and finishes, so saving and restoring
 from several hosts is part of the check. Also: the flag/environment handling of
 :mod:`impax.train.distributed` and of ``impax train``.
+
+Precision: the equalities here assume exact float32 and deterministic kernels, i.e. the CPU backend
+tests/conftest.py pins; on a GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest and
+XLA_FLAGS=--xla_gpu_deterministic_ops=true (docs/gpu.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ run (for SIGKILL and max-steps resumes).
 Run as a script (the SIGKILL test's subprocess)::
 
     python tests/train/test_recipe_imnet.py DATA RUN --kill-at STEP
+
+Precision: the equalities here assume exact float32 and deterministic kernels, i.e. the CPU backend
+tests/conftest.py pins; on a GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest and
+XLA_FLAGS=--xla_gpu_deterministic_ops=true (docs/gpu.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """The ldif/sif/sifpp recipes end to end on a tiny prepared store: run.json, checkpoints, exact
-resume, IoU evaluation, the extracted.occnet export, the CLI, and the composed loss."""
+resume, IoU evaluation, the extracted.occnet export, the CLI, and the composed loss.
+
+Precision: the equalities here assume exact float32 and deterministic kernels, i.e. the CPU backend
+tests/conftest.py pins; on a GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest and
+XLA_FLAGS=--xla_gpu_deterministic_ops=true (docs/gpu.md).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Several nets in one trainer: a frozen decoder (IM-SVR) and a GAN with two optimisers
-(IM-GAN) via a user step_fn; plus the prefetcher the loop reads batches through."""
+(IM-GAN) via a user step_fn; plus the prefetcher the loop reads batches through.
+
+Precision: the tolerances here assume exact float32, i.e. the CPU backend tests/conftest.py pins; on a
+GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest (TF32 otherwise; docs/gpu.md).
+"""
 
 from __future__ import annotations
 

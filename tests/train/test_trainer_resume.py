@@ -2,6 +2,10 @@
 
 References: an uninterrupted run of the same length, and an independent hand-written
 jax.grad + optax.adam loop over the same batches and step keys.
+
+Precision: the equalities here assume exact float32 and deterministic kernels, i.e. the CPU backend
+tests/conftest.py pins; on a GPU run with JAX_DEFAULT_MATMUL_PRECISION=highest and
+XLA_FLAGS=--xla_gpu_deterministic_ops=true (docs/gpu.md).
 """
 
 from __future__ import annotations
