@@ -28,7 +28,14 @@ def test_second_prepare_is_refused_and_the_first_finishes(tmp_path):
     write_meshes(src, 4)
     first = start("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1")
     wait_for(lambda: _held(out / ".impax.lock") or first.poll() is not None, what="the first run's lock")
-    second = impax("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1")
+    assert first.poll() is None, "the first run ended before the second could start"
+    # Held still while the second one starts (a Python start can outlast 4 quick meshes on a busy
+    # machine): a stopped process is a live owner, as a slow one is.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = impax("prepare", src, out, "--quick", "--fast-voxels", "--skip", "views", "--quiet", "--workers", "1")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     line = one_line_error(second)
     assert f"{out} is in use by another impax prepare (held by pid {first.pid}" in line
     _, err = first.communicate(timeout=600)
