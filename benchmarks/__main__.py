@@ -27,11 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, matmul_peak, peak_rss_mib
+from benchmarks.common import Result, device_peak_mib, matmul_peak, model_matmul_peaks, peak_rss_mib
 
 # Workload modules, in table order. A module not written yet is skipped; one that fails to import
 # is reported, not fatal.
-MODULES = ["bench_decoder", "bench_train", "bench_sif", "bench_extract", "bench_prepare", "bench_render",
+MODULES = ["bench_decoder", "bench_train", "bench_loader", "bench_sif", "bench_extract", "bench_prepare", "bench_render",
            "bench_geometry", "bench_scaling"]
 _RESULT_MARK = "@@impax-bench-results@@ "
 
@@ -76,8 +76,10 @@ def _run_one(mod_name: str, name: str, short: bool) -> list[Result]:
 def _worker(mod_name: str, name: str, short: bool) -> int:
     """Child process: run one workload, print its rows as one JSON line after a marker."""
     results = _run_one(mod_name, name, short)
+    dev = device_peak_mib()
     for r in results:  # a row that did not measure its memory gets this (its own) process's peak
         r.peak_rss_mib = r.peak_rss_mib or peak_rss_mib()
+        r.device_peak_mib = r.device_peak_mib if r.device_peak_mib is not None else dev
     print(_RESULT_MARK + json.dumps([dataclasses.asdict(r) for r in results], default=str), flush=True)
     return 0
 
@@ -114,18 +116,40 @@ def _collect(short: bool, selected: list[tuple[str, str]], in_process: bool,
 
 def format_table(peak: Result, results: list[Result]) -> str:
     pk = peak.gflops() or float("nan")
-    head = f"{'workload':44s} {'throughput':>22s} {'s/call':>9s} {'GFLOP/s':>9s} {'% peak':>7s} {'compiles':>8s} {'RSS MiB':>8s}"
+    head = (f"{'workload':44s} {'throughput':>22s} {'s/call':>9s} {'GFLOP/s':>9s} {'% peak':>7s} {'compiles':>8s} "
+            f"{'RSS MiB':>8s} {'dev MiB':>8s}")
     lines = [head, "-" * len(head)]
     for r in [peak, *results]:
         g = r.gflops()
+        dev = "" if r.device_peak_mib is None else f"{r.device_peak_mib:8.0f}"
         lines.append(
             f"{r.name:44s} {r.throughput:>12.4g} {r.unit[:9]:>9s} {r.seconds:>9.4f} "
             f"{'' if g is None else f'{g:9.1f}':>9s} {'' if g is None else f'{100 * g / pk:6.1f}%':>7s} "
-            f"{r.steady_compiles:>8d} {r.peak_rss_mib:>8.0f}"
+            f"{r.steady_compiles:>8d} {r.peak_rss_mib:>8.0f} {dev:>8s}"
         )
         if r.extra:
             lines.append(f"{'':4s}" + ", ".join(f"{k}={v}" for k, v in r.extra.items()))
     return "\n".join(lines)
+
+
+def loader_vs_step(results: list[Result]) -> str:
+    """Which one limits training, per family: the loader (packed store, shapes per second per core,
+    times this machine's cores) or the step (shapes per second of the ``train`` row of that
+    family, on this device). Compared in shapes per second because the CPU step rows use smaller
+    batches than the ``paper`` presets; ``""`` when either row is missing."""
+    cores = os.cpu_count() or 1
+    lines = []
+    for family, train_key in (("imnet-ae", "train imnet-ae"), ("ldif", "train ldif")):
+        load = [r for r in results if r.name.startswith(f"loader {family} paper packed 1 thread")]
+        step = [r for r in results if r.name.startswith(train_key)]
+        if not load or not step:
+            continue
+        per_core = load[0].throughput * load[0].extra.get("batch", 1)
+        step_shapes = step[0].extra.get("shapes", 1) / step[0].seconds
+        limit = "the step" if step_shapes < per_core * cores else "the loader"
+        lines.append(f"  {family:9s} loader {per_core:8.1f} shapes/s per core x {cores} cores = "
+                     f"{per_core * cores:8.1f}; step ({step[0].name}) {step_shapes:8.1f} shapes/s -> {limit} limits")
+    return ("loader vs step (packed store, 1 reading thread per core):\n" + "\n".join(lines)) if lines else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(1024 if args.short else 2048)
     timeout = args.timeout or (120.0 if args.short else 600.0)
     results, run_errors, wall = _collect(args.short, selected, args.in_process, timeout)
+    results = model_matmul_peaks(args.short) + results
     errors += run_errors
     total = time.perf_counter() - t_start
     load1 = os.getloadavg()
@@ -170,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
           + (" (all in one process: running high-water mark)" if args.in_process
              else " (each workload in its own process)"))
     print(table)
+    limits = loader_vs_step(results)
+    if limits:
+        print(limits)
     for e in errors:
         print(f"ERROR {e}")
     out = Path(args.json)

@@ -1,7 +1,9 @@
-"""Data-parallel training throughput on 1, 2 and 4 devices (issue 8, acceptance 4).
+"""Data-parallel training throughput on 1, 2, 4, ... devices (issue 8, acceptance 4; issue 18).
 
-Each device count runs in its own subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
-(JAX reads it once, at start-up) and ``JAX_PLATFORMS=cpu``. The timed call is the trainer's own
+On a machine with two or more accelerators the rows use its own devices (the first N, the paper
+model and batch: 32 shapes x 4096 points). Without them, each device count runs in its own
+subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (JAX reads it once, at
+start-up) and ``JAX_PLATFORMS=cpu``, labelled "forced cpu". The timed call is the trainer's own
 compiled step (:func:`impax.train.trainer._compile` over :class:`impax.train.DataParallel`:
 batch sharded over a ``data`` mesh axis, parameters and Adam state replicated and donated) for the
 ``imnet-ae`` recipe's loss at a fixed *global* batch, so the rows differ only in the device count.
@@ -30,7 +32,7 @@ from benchmarks.common import Result, measure
 DEVICE_COUNTS = (1, 2, 4)
 
 
-def _child(devices: int, short: bool) -> dict:
+def _child(devices: int, short: bool, real: bool = False) -> dict:
     """Runs inside the subprocess: time the trainer's step on ``devices`` devices."""
     import jax
     from flax import nnx
@@ -42,11 +44,15 @@ def _child(devices: int, short: bool) -> dict:
     from impax.train.recipes.imnet import CPU, make_loss
     from impax.train.trainer import _compile
 
-    if jax.device_count() != devices:
+    if real and jax.device_count() < devices or not real and jax.device_count() != devices:
         raise RuntimeError(f"expected {devices} devices, JAX has {jax.device_count()}")
     if short:
         cfg = dataclasses.replace(CPU.model, ef_dim=4, gf_dim=8, z_dim=32)
         shapes, points = 8, 1024
+    elif real:  # accelerators: the paper model and batch (32 shapes x 4096 points)
+        from impax.models.imnet import IMNET_PYTORCH
+
+        cfg, shapes, points = IMNET_PYTORCH, 32, 4096
     else:  # the cpu preset's model and per-step batch (16 shapes x 2048 points)
         cfg, shapes, points = CPU.model, 16, 2048
     model = IMNetAE(cfg, rngs=nnx.Rngs(0))
@@ -54,10 +60,10 @@ def _child(devices: int, short: bool) -> dict:
     graphdef, state = nnx.split((model, optimizer))
     leaves, treedef = jax.tree.flatten(state)
     dp = DataParallel(devices)
-    step = _compile(graphdef, treedef, loss_step(make_loss(True)), dp)
+    step = _compile(graphdef, treedef, loss_step(make_loss("auto")), dp)
     rng = np.random.default_rng(0)
     batch = dp.put_batch({
-        "voxels": (rng.random((shapes, 64, 64, 64, 1)) > 0.7).astype(np.float32),
+        "voxels": (rng.random((shapes, 64, 64, 64, 1)) > 0.7).astype(np.uint8),
         "points": (rng.random((shapes, points, 3)) - 0.5).astype(np.float32),
         "values": (rng.random((shapes, points, 1)) > 0.5).astype(np.float32)})
     box = [dp.put_replicated(leaves)]
@@ -69,20 +75,36 @@ def _child(devices: int, short: bool) -> dict:
 
     zpart = 2.0 * cfg.z_dim * cfg.decoder_widths()[0]
     fwd = shapes * (encoder_flops(cfg) + zpart) + shapes * points * flops_per_point(cfg)
-    r = measure(f"train scaling imnet-ae {devices} dev {shapes}x{points}", run,
+    kind = jax.devices()[0].platform if real else "forced cpu"
+    r = measure(f"train scaling imnet-ae {devices} {kind} dev {shapes}x{points}", run,
                 items=shapes * points, unit="shape-points", flops=3.0 * fwd,
                 repeat=2 if short else 3, devices=devices, global_batch=f"{shapes}x{points}",
                 per_device_shapes=shapes // devices)
     return dataclasses.asdict(r)
 
 
+def accelerator_count() -> int:
+    """How many accelerators (GPU/TPU) JAX sees here, asked in a fresh process (0 on a CPU-only machine)."""
+    code = "import jax; d = jax.devices(); print(len(d) if d[0].platform != 'cpu' else 0)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    try:
+        return int(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
 def scaling_workload(short: bool) -> list[Result]:
+    """1, 2, 4, ... real accelerators where there are at least 2; else 1, 2, 4 forced CPU devices."""
     results: list[Result] = []
     base = None
-    for n in DEVICE_COUNTS:
-        env = dict(os.environ, JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-        args = [sys.executable, "-m", "benchmarks.bench_scaling", "--child", str(n)]
+    real = accelerator_count()
+    counts = [n for n in (1, 2, 4, 8, 16) if n <= real] if real >= 2 else list(DEVICE_COUNTS)
+    for n in counts:
+        if real >= 2:  # the machine's own devices: the first n of them (DataParallel(n))
+            env = dict(os.environ)
+        else:
+            env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+        args = [sys.executable, "-m", "benchmarks.bench_scaling", "--child", str(n)] + (["--real"] if real >= 2 else [])
         if short:
             args.append("--short")
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
@@ -102,7 +124,7 @@ WORKLOADS = {"train scaling 1/2/4 devices": scaling_workload}
 if __name__ == "__main__":
     if "--child" in sys.argv:
         n = int(sys.argv[sys.argv.index("--child") + 1])
-        print(json.dumps(_child(n, "--short" in sys.argv), default=str))
+        print(json.dumps(_child(n, "--short" in sys.argv, "--real" in sys.argv), default=str))
         sys.exit(0)
     from benchmarks.__main__ import format_table
     from benchmarks.common import matmul_peak

@@ -53,9 +53,24 @@ class Result:
     steady_compiles: int = 0  # compilations during the timed (steady-state) calls
     peak_rss_mib: float = 0.0
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    device_peak_mib: float | None = None  # peak device memory where the backend reports it (GPU/TPU)
 
     def gflops(self) -> float | None:
         return None if self.flops is None else self.flops / self.seconds / 1e9
+
+
+def device_peak_mib() -> float | None:
+    """Peak memory in use on JAX's first device so far, MiB — ``None`` where the backend keeps no
+    statistics (the CPU backend: its memory is the process's RSS)."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - backends without statistics raise various errors
+        return None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return stats["peak_bytes_in_use"] / 2 ** 20
 
 
 def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeat: int = 3, min_time: float = 0.0) -> float:
@@ -96,3 +111,24 @@ def matmul_peak(n: int = 2048, repeat: int = 5) -> Result:
     f = jax.jit(lambda x, y: x @ y)
     return measure(f"matmul {n}x{n} f32", lambda: f(a, b).block_until_ready(), items=1, unit="matmuls",
                    flops=2.0 * n**3, repeat=repeat, min_time=0.2)
+
+
+def model_matmul_peaks(short: bool = False) -> list[Result]:
+    """The models' own largest product at the default precision and at ``"highest"``: the paper
+    IM-NET decoder's second layer, ``[points, 1024] @ [1024, 512]`` over a 32-shape x 4096-point
+    batch (131072 rows; 8192 with ``short``). On NVIDIA GPUs since Ampere the default is TF32, so
+    the two rows differ there; on a CPU they are the same computation."""
+    import jax
+    import jax.numpy as jnp
+
+    rows = 8192 if short else 131072
+    k1, k2 = jax.random.split(jax.random.key(1))
+    a = jax.random.normal(k1, (rows, 1024), jnp.float32)
+    b = jax.random.normal(k2, (1024, 512), jnp.float32)
+    out = []
+    for precision in ("default", "highest"):
+        f = jax.jit(lambda x, y, p=precision: jnp.matmul(x, y, precision=None if p == "default" else p))
+        out.append(measure(f"matmul {rows}x1024x512 f32 {precision}", lambda f=f: f(a, b).block_until_ready(),
+                           items=1, unit="matmuls", flops=2.0 * rows * 1024 * 512, repeat=3, min_time=0.2,
+                           precision=precision))
+    return out

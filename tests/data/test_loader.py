@@ -88,7 +88,7 @@ def test_imnet_store_loader_matches_in_memory_hdf5_loader(store, tmp_path):
     batches = list(ld.iterate(2))
     assert len(batches) == 3
     b = batches[0]
-    assert b["voxels"].shape == (2, 64, 64, 64, 1) and b["voxels"].dtype == np.float32
+    assert b["voxels"].shape == (2, 64, 64, 64, 1) and b["voxels"].dtype == np.uint8  # cast on the device
     assert b["points"].shape == (2, 4096, 3) and b["values"].shape == (2, 4096, 1)
     s = b["shape_index"]
     raw = np.rint((b["points"] + 0.5) * 256 - 0.5).astype(int)

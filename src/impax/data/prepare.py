@@ -69,8 +69,8 @@ from typing import Any
 from impax.configs import to_dict
 from impax.data.occnet import OccNetPrepareConfig, discover_occnet
 from impax.data.pipeline import PrepareConfig, prepare_shape
-from impax.data.safety import (FolderLock, WriteError, atomic_write_bytes, atomic_write_json, is_write_error,
-                               owner_tag, tmp_path, write_error)
+from impax.data.safety import (FolderLock, WriteError, atomic_write_bytes, atomic_write_json, die_with_parent,
+                               is_write_error, owner_tag, tmp_path, write_error)
 from impax.data.sources import DEFAULT_SPLIT_FRACTIONS, SourceShape, assign_splits, discover, hash_split, shard_of
 from impax.data.store import RecordError, ShapeStore, check_record
 
@@ -403,38 +403,13 @@ def _address_space() -> int | None:
     return None
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGKILL this process when ``parent`` dies: PR_SET_PDEATHSIG on Linux, and a watcher thread
-    (every platform) that exits once the parent process is gone."""
-    import threading
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="impax-parent-watch", daemon=True).start()
-
-
 def worker_main() -> None:
     """A prepare worker: one JSON setup line on stdin, then one job per line; one JSON result line
     per job on the original stdout (stdout itself is pointed at stderr, so that nothing a library
     prints can garble the replies). Exits at the end of its input or when its parent dies."""
     parent = int(os.environ.get("IMPAX_PREPARE_PARENT", "0") or 0)
     if parent:
-        _die_with_parent(parent)
+        die_with_parent(parent)
     reply = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

@@ -24,8 +24,11 @@ import fcntl
 import json
 import os
 import re
+import signal
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +332,26 @@ def _read_holder(fd: int) -> str:
     if not isinstance(info, dict) or "pid" not in info:
         return ""
     return f"pid {info['pid']} on {info.get('host', '?')}"
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when ``parent`` dies: PR_SET_PDEATHSIG on Linux, and a watcher thread
+    (every platform) that exits once the parent process is gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="impax-parent-watch", daemon=True).start()

@@ -4,8 +4,10 @@ Layout of a store root::
 
     <root>/shapes/<shape_id>.h5     one record per shape (written atomically: *.tmp, then os.replace)
     <root>/index.json               the list of shapes (id, class, split, array shapes, size in bytes,
-                                    sha256) — built by :meth:`ShapeStore.build_index` (the prepare
-                                    job's merge step)
+                                    sha256; for uncompressed contiguous datasets their file offset
+                                    and dtype, ``direct``) — built by :meth:`ShapeStore.build_index`
+                                    (the prepare job's merge step)
+    <root>/pack.json                only in a store packed for training (:mod:`impax.data.pack`)
 
 Datasets of a record (all optional; :data:`SCHEMA` documents each; frames: see :mod:`impax.conventions`):
 
@@ -62,6 +64,7 @@ from impax.conventions import Transform
 from impax.data.safety import atomic_write_bytes, atomic_write_text, check_free_space, remove_stale_tmp, tmp_path
 
 INDEX_FORMAT = "impax-store/1"
+PACK_JSON = "pack.json"
 
 #: Every dataset a record can hold: dtype and meaning.
 SCHEMA: dict[str, str] = {
@@ -85,7 +88,13 @@ SCHEMA: dict[str, str] = {
 }
 
 _CHUNK_BYTES = 1 << 18
-_COMPRESSION = dict(compression="gzip", compression_opts=4, shuffle=True)
+#: Record compressions: gzip 4 + shuffle (prepared stores), LZF + shuffle (fast to decode), or none
+#: (``None``: contiguous datasets, a row range is one read; packed stores, :mod:`impax.data.pack`).
+COMPRESSIONS: dict[str | None, dict[str, Any]] = {
+    "gzip": dict(compression="gzip", compression_opts=4, shuffle=True),
+    "lzf": dict(compression="lzf", shuffle=True),
+    None: {},
+}
 
 
 def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
@@ -99,8 +108,11 @@ def _chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
 _IMAGE_COUNTER = iter(range(1 << 62))
 
 
-def encode_record(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> bytes:
-    """The bytes of one record file (deterministic: see the module doc), built in memory."""
+def encode_record(arrays: dict[str, np.ndarray], attrs: dict[str, Any], compression: str | None = "gzip") -> bytes:
+    """The bytes of one record file (deterministic: see the module doc), built in memory;
+    ``compression``: a key of :data:`COMPRESSIONS`."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {sorted(map(str, COMPRESSIONS))}, got {compression!r}")
     name = f"impax-record-{os.getpid()}-{next(_IMAGE_COUNTER)}.h5"
     f = h5py.File(name, "w", driver="core", backing_store=False)
     try:
@@ -108,11 +120,11 @@ def encode_record(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> bytes
             a = np.asarray(arrays[key])
             if a.dtype == bool:
                 a = a.astype(np.uint8)
-            if a.ndim == 0:
+            if a.ndim == 0 or compression is None:
                 f.create_dataset(key, data=a, track_times=False)
             else:
                 f.create_dataset(key, data=a, chunks=_chunks(a.shape, a.dtype.itemsize),
-                                 track_times=False, **_COMPRESSION)
+                                 track_times=False, **COMPRESSIONS[compression])
         for key in sorted(attrs):
             f.attrs[key] = _attr_value(attrs[key])
         f.flush()
@@ -121,11 +133,12 @@ def encode_record(arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> bytes
         f.close()
 
 
-def write_record(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
+def write_record(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
+                 compression: str | None = "gzip") -> Path:
     """Write one shape record atomically and deterministically (the owner's temp file, then
     ``os.replace``); a failed write raises :class:`~impax.data.safety.WriteError` and leaves
     ``path`` as it was."""
-    return atomic_write_bytes(path, encode_record(arrays, attrs))
+    return atomic_write_bytes(path, encode_record(arrays, attrs, compression))
 
 
 def _attr_value(v: Any) -> Any:
@@ -165,6 +178,9 @@ class RecordError(ValueError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path, self.reason = str(path), " ".join(str(reason).split())
         super().__init__(f"{self.path}: {self.reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # survives a loader worker process's pickling
+        return (type(self), (self.path, self.reason))
 
 
 def check_record(path: str | Path, sha256: str | None = None, size: int | None = None,
@@ -208,9 +224,10 @@ class ShapeStore:
     def has(self, shape_id: str) -> bool:
         return self.path(shape_id).is_file()
 
-    def write(self, shape_id: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> Path:
+    def write(self, shape_id: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
+              compression: str | None = "gzip") -> Path:
         """Write (or replace) one record atomically; ``attrs`` gets ``shape_id`` added."""
-        return write_record(self.path(shape_id), arrays, {**attrs, "shape_id": shape_id})
+        return write_record(self.path(shape_id), arrays, {**attrs, "shape_id": shape_id}, compression)
 
     def remove_stale_tmp(self, exclusive: bool = False) -> int:
         """Delete ``*.tmp`` leftovers of interrupted writes whose owner is gone (all of them with
@@ -255,6 +272,7 @@ class ShapeStore:
                 with h5py.File(p, "r") as f:
                     attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
                     arrays = {k: list(f[k].shape) for k in sorted(f.keys())}
+                    direct = _direct_reads(f)
                 digest = (known or {}).get(p.stem) or file_sha256(p)
                 size = p.stat().st_size
             except Exception as e:  # a truncated or corrupt file: h5py raises OSError and others
@@ -271,6 +289,7 @@ class ShapeStore:
                 "arrays": arrays,
                 "bytes": int(size),
                 "sha256": digest,
+                **({"direct": direct} if direct else {}),
             })
         splits: dict[str, int] = {}
         for e in entries:
@@ -336,6 +355,20 @@ class ShapeStore:
                                  f"{len(entries)} shapes of {where} lack (e.g. {lacking[0]}){why}"
                                  + (f"; {hint}" if hint else ""))
 
+    def layout(self) -> dict[str, Any]:
+        """How the records are laid out for training: ``pack.json`` of a store written by
+        :func:`impax.data.pack.pack_store` (``shuffled_groups``, ``depth_size``, ...), else ``{}``."""
+        p = self.root / PACK_JSON
+        try:
+            info = json.loads(p.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{p}: unreadable ({' '.join(str(e).split())[:120]}); pack the store again") from None
+        if not isinstance(info, dict):
+            raise ValueError(f"{p}: not a JSON object; pack the store again")
+        return info
+
     def prepare_config(self) -> dict[str, Any]:
         """The :class:`~impax.data.pipeline.PrepareConfig` fields the store was prepared with
         (``prepare.json``), or ``{}`` for a store without that file."""
@@ -372,6 +405,21 @@ class ShapeStore:
             if isinstance(out.get(key), dict):
                 out[key] = Transform.from_dict(out[key])
         return out
+
+
+def _direct_reads(f: h5py.File) -> dict[str, list[Any]]:
+    """``{name: [file offset, dtype]}`` of the uncompressed, contiguous datasets (ndim >= 1) of an
+    open record — those a loader may read with one ``pread`` (packed stores, :mod:`impax.data.pack`);
+    empty for a prepared (chunked, gzip'd) record."""
+    out = {}
+    for k in sorted(f.keys()):
+        ds = f[k]
+        if ds.ndim == 0 or ds.chunks is not None or ds.compression is not None:
+            continue
+        off = ds.id.get_offset()
+        if off is not None:
+            out[k] = [int(off), ds.dtype.str]
+    return out
 
 
 def read_rows(ds: h5py.Dataset, rows: slice | Sequence[int] | np.ndarray | None) -> np.ndarray:

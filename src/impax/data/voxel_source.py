@@ -25,13 +25,16 @@ class VoxelSource:
         self.kind = data_kind(self.path, strict=True)
         self.store = ShapeStore(self.path) if self.kind == "store" else None
 
-    def loader(self, split: str, level: int, batch_size: int, points: int, seed: int, point_mode: str) -> Any:
-        """Point–value batches of one level (:func:`impax.data.loader.imnet_loader` or
-        :class:`~impax.data.loader.IMNetHdf5Loader`)."""
+    def loader(self, split: str, level: int, batch_size: int, points: int, seed: int, point_mode: str,
+               **store_options: Any) -> Any:
+        """Point–value batches of one level (:func:`impax.data.loader.imnet_loader` with
+        ``store_options`` — ``workers``, ``cache_mb``, ``shard`` of
+        :class:`~impax.data.loader.StoreLoader` — or :class:`~impax.data.loader.IMNetHdf5Loader`,
+        which holds the file in memory and takes none of them)."""
         if self.store is not None:
             self.store.require(["voxels", f"points_{level}", f"values_{level}"], split, "IM-NET training")
             return imnet_loader(self.store, split, level=level, batch_size=batch_size, points=points, seed=seed,
-                                point_mode=point_mode)
+                                point_mode=point_mode, **store_options)
         return IMNetHdf5Loader(self.path, level=level, batch_size=batch_size, points=points, seed=seed,
                                point_mode=point_mode)
 

@@ -38,6 +38,10 @@ class TrainConfig:
         num_devices: data-parallel over the first n local devices (``None``: all of them).
         prefetch: batches prepared on a background thread and put on the device ahead of use
             (0: load synchronously in the loop).
+        loader_workers: processes that read the training batches (0: one background thread of
+            this process; a GPU needs several, docs/gpu.md). Batches are the same either way.
+        cache_mb: MiB of decoded records the loader keeps in memory (``None``: a quarter of the
+            memory available at the start; 0: none). Batches are the same either way.
         progress: show a tqdm progress bar (loss, rate, ETA) on stderr.
         async_checkpointing: let orbax write checkpoints in the background.
         handle_signals: on SIGINT/SIGTERM finish the current step, save and return
@@ -57,6 +61,8 @@ class TrainConfig:
     max_steps: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
     num_devices: int | None = dataclasses.field(default=None, metadata=RESUMABLE)
     prefetch: int = dataclasses.field(default=2, metadata=RESUMABLE)
+    loader_workers: int = dataclasses.field(default=0, metadata=RESUMABLE)
+    cache_mb: float | None = dataclasses.field(default=None, metadata=RESUMABLE)
     progress: bool = dataclasses.field(default=True, metadata=RESUMABLE)
     async_checkpointing: bool = dataclasses.field(default=True, metadata=RESUMABLE)
     handle_signals: bool = dataclasses.field(default=True, metadata=RESUMABLE)
@@ -77,6 +83,10 @@ class TrainConfig:
             raise ValueError(f"num_devices must be >= 1 or None, got {self.num_devices}")
         if self.prefetch < 0:
             raise ValueError(f"prefetch must be >= 0, got {self.prefetch}")
+        if self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0, got {self.loader_workers}")
+        if self.cache_mb is not None and self.cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0 or None, got {self.cache_mb}")
 
 
 #: Config fields that may differ when a run is resumed (they do not change the maths).

@@ -67,7 +67,8 @@ def batch_split_message(rows: int, num_devices: int, available: int | None = Non
 
 def loader_batch_rows(loader: Any) -> list[int]:
     """The batch sizes a loader yields, as far as its attributes say: ``batch_size`` and, when it
-    keeps a short last batch (``drop_last`` false), ``n_items % batch_size``; ``[]`` when unknown."""
+    keeps a short last batch (``drop_last`` false), ``n_items % batch_size``; ``[]`` when unknown.
+    A process-local loader with ``shard = (i, n)`` yields ``1/n`` of each."""
     bs = getattr(loader, "batch_size", None)
     if not isinstance(bs, (int, np.integer)) or isinstance(bs, bool) or bs < 1:
         return []
@@ -75,6 +76,9 @@ def loader_batch_rows(loader: Any) -> list[int]:
     n = getattr(loader, "n_items", None)
     if getattr(loader, "drop_last", True) is False and isinstance(n, (int, np.integer)) and n % bs:
         rows.append(int(n % bs))
+    shard = getattr(loader, "shard", None)
+    if getattr(loader, "process_local", False) and isinstance(shard, tuple) and len(shard) == 2:
+        rows = [r // int(shard[1]) for r in rows]
     return rows
 
 

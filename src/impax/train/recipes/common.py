@@ -160,3 +160,14 @@ def init_from(model: Any, out: str | Path, source: str | None) -> dict[str, Any]
             old = None
         return old if isinstance(old, dict) and old.get("source") == key else {"source": key}
     return load_into(model, source)
+
+
+def loader_options(train: Any) -> dict[str, Any]:
+    """What a recipe's store loader takes from :class:`~impax.train.TrainConfig` and the run:
+    ``workers`` (``loader_workers``), ``cache_mb`` and, in a multi-process run, ``shard``
+    (this process reads only its rows of every batch: :class:`impax.data.loader.StoreLoader`)."""
+    from impax.train.distributed import process_count, process_index
+
+    n = process_count()
+    return {"workers": int(train.loader_workers), "cache_mb": train.cache_mb,
+            "shard": (process_index(), n) if n > 1 else None}

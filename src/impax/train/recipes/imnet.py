@@ -60,7 +60,7 @@ from impax.models.imnet_s2d import check_encoder_choice, encode
 from impax.train.config import RESUMABLE, TrainConfig
 from impax.train.recipes.common import Recipe, budget_epochs, record_iou, run_summary, scheduled_adam, start_config
 from impax.train.recipes.common import init_from as common_init_from
-from impax.train.recipes.common import write_run
+from impax.train.recipes.common import loader_options, write_run
 
 EVAL_FILE = "eval_voxel_iou.json"
 
@@ -328,7 +328,8 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     loss_fn = make_loss(cfg.fast_encoder, cfg.grid_fraction, cfg.snap_points)
     stages = []
     for i, st in enumerate(cfg.stages):
-        loader = src.loader(cfg.train_split, st.level, st.batch_size, st.points, seed, cfg.point_mode)
+        loader = src.loader(cfg.train_split, st.level, st.batch_size, st.points, seed, cfg.point_mode,
+                            **loader_options(cfg.train))
         epochs = st.epochs
         if i == len(cfg.stages) - 1:
             epochs = budget_epochs(cfg.budget_steps, st.epochs, len(loader),

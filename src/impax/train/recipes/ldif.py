@@ -72,7 +72,7 @@ from impax.models.ldif_model import decoder_weights, encode, set_training, shape
 from impax.models.sif_format import DECODER_FILE, write_decoder_file
 from impax.train.config import RESUMABLE, TrainConfig
 from impax.train.recipes.common import (LR_SCHEDULES, Recipe, budget_epochs, record_iou, run_summary, scheduled_adam,
-                                        start_config, write_run)
+                                        loader_options, start_config, write_run)
 from impax.train.recipes.common import init_from as common_init_from
 
 EVAL_FILE = "eval_iou.json"
@@ -386,8 +386,8 @@ def make_loader(store: Any, cfg: LdifRecipeConfig, split: str, seed: int, need_b
     def post(b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {k: b[k].astype(np.float32) for k in ("uniform_points", "near_points", *arrays) if k != "depth"}
         out["uniform_sdf"], out["near_sdf"] = sign_labels(b, "uniform"), sign_labels(b, "near")
-        if "depth" in b:
-            out["depth"] = np.asarray(select_views(b["depth"], m.image_count), np.float32)
+        if "depth" in b:  # float16 from a packed store: cast on the device (LdifModel.encode)
+            out["depth"] = np.asarray(select_views(b["depth"], m.image_count))
         if "surface_points" in b:
             out["surface_points"] = b["surface_points"].astype(np.float32)
             out["surface_normals"] = b["surface_normals"].astype(np.float32)
@@ -396,7 +396,27 @@ def make_loader(store: Any, cfg: LdifRecipeConfig, split: str, seed: int, need_b
         return out
 
     return StoreLoader(store, ids, batch_size=m.batch_size, arrays=arrays, samples=samples, point_mode="random",
-                       seed=seed, postprocess=post)
+                       seed=seed, postprocess=post, **loader_options(cfg.train))
+
+
+def synthetic_batch(cfg: LdifRecipeConfig, shapes: int, depth_size: int, rng: np.random.Generator,
+                    depth_dtype: Any = np.float32) -> dict[str, np.ndarray]:
+    """A synthetic training batch with the arrays and sizes :func:`make_loader` yields for ``cfg``
+    (GAPS frame; random values): for timing steps (``benchmarks``, ``scripts/gpu_check.py``)."""
+    m = cfg.model
+    spc, res = m.sample_count, 32
+    w2g = np.tile(np.diag([res / 1.4, res / 1.4, res / 1.4, 1.0]).astype(np.float32), (shapes, 1, 1))
+    w2g[:, :3, 3] = res / 2
+    return {"uniform_points": rng.uniform(-0.7, 0.7, (shapes, spc, 3)).astype(np.float32),
+            "uniform_sdf": rng.normal(size=(shapes, spc)).astype(np.float32),
+            "near_points": rng.uniform(-0.5, 0.5, (shapes, spc, 3)).astype(np.float32),
+            "near_sdf": rng.normal(scale=0.05, size=(shapes, spc)).astype(np.float32),
+            "sdf_grid": rng.normal(scale=0.1, size=(shapes, res, res, res)).astype(np.float32),
+            "world2grid": w2g,
+            "depth": rng.uniform(0.5, 2.0, (shapes, m.image_count, depth_size, depth_size)).astype(depth_dtype),
+            "surface_points": rng.uniform(-0.5, 0.5, (shapes, cfg.surface_points, 3)).astype(np.float32),
+            "surface_normals": rng.normal(size=(shapes, cfg.surface_points, 3)).astype(np.float32),
+            "box_lower": np.full((shapes, 3), -0.5, np.float32), "box_upper": np.full((shapes, 3), 0.5, np.float32)}
 
 
 # ----------------------------------------------------------------------------------------------
