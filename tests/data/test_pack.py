@@ -167,6 +167,36 @@ def test_worker_processes_give_the_same_batches(stores):
             procs.close()
 
 
+def _shared_blocks() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("psm_")} if os.path.isdir("/dev/shm") else set()
+
+
+def test_worker_batches_travel_in_shared_memory_and_leave_none_behind(stores):
+    from impax.data import transport
+
+    batch = {"a": np.arange(10, dtype=np.float16).reshape(2, 5), "b": np.ones((3, 1, 7), np.uint8), "n": 3}
+    msg = transport.share(batch)
+    assert isinstance(msg, transport.Shared) and msg.other == {"n": 3}
+    back = transport.receive(msg)
+    assert back.keys() == batch.keys() and back["n"] == 3
+    for k in ("a", "b"):
+        assert back[k].dtype == batch[k].dtype
+        np.testing.assert_array_equal(back[k], batch[k])
+    with pytest.raises(FileNotFoundError):  # received once: the block is gone
+        transport.receive(msg)
+
+    before = _shared_blocks()
+    ld = ldif_loader(stores[1], split=None, batch_size=2, n_uniform=64, n_near=64, workers=2, prefetch=2)
+    try:
+        it = ld.iterate(0)
+        next(it)  # the other reads of this epoch are in flight ...
+        it.close()  # ... and abandoned
+        assert len(list(ld.iterate(1))) == len(ld)
+    finally:
+        ld.close()
+    assert _shared_blocks() == before
+
+
 def _equal_batches_list(xs, ys) -> None:
     assert len(xs) == len(ys)
     for x, y in zip(xs, ys):

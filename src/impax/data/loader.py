@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from impax.data import transport
 from impax.data.store import RecordError, ShapeStore, read_rows
 
 #: Point sample sets: group name → aligned datasets of a record.
@@ -181,11 +182,17 @@ class BatchLoader:
         pool = self._worker_pool()
         pending: deque = deque()
         nxt, ahead = start, self.workers + self.prefetch
-        while nxt < len(self) or pending:
-            while nxt < len(self) and len(pending) < ahead:
-                pending.append(pool.apply_async(_worker_read, (epoch, nxt)))
-                nxt += 1
-            yield self._finish(pending.popleft().get())  # abandoned reads finish and are dropped
+        try:
+            while nxt < len(self) or pending:
+                while nxt < len(self) and len(pending) < ahead:
+                    pending.append(pool.apply_async(_worker_read, (epoch, nxt)))
+                    nxt += 1
+                yield self._finish(transport.receive(pending.popleft().get()))
+        finally:  # reads of an abandoned iteration: free their shared memory once they land
+            for result in pending:
+                result.wait(10)
+                if result.ready() and result.successful():
+                    transport.discard(result.get())
 
     def _worker_pool(self) -> Any:
         if self._pool is None:
@@ -225,7 +232,8 @@ def _worker_init(loader: BatchLoader, parent: int) -> None:
 
 
 def _worker_read(epoch: int, b: int) -> Any:
-    return _WORKER._read(epoch, b)
+    """Batch ``b`` of ``epoch``, handed over in shared memory (:mod:`impax.data.transport`)."""
+    return transport.share(_WORKER._read(epoch, b))
 
 
 class StoreLoader(BatchLoader):
