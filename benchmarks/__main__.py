@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     p.add_argument("--in-process", action="store_true",
                    help="run all workloads in this process (RSS is then the running high-water mark)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per workload (default 120 short, 600 full)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per workload (default 300 short, 900 full)")
     p.add_argument("--json", default="benchmarks/results/latest.json", help="where to write the table as JSON")
     p.add_argument("--worker", nargs=2, metavar=("MODULE", "WORKLOAD"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     load0 = os.getloadavg()
     peak = matmul_peak(1024 if args.short else 2048)
-    timeout = args.timeout or (120.0 if args.short else 600.0)
+    timeout = args.timeout or (300.0 if args.short else 900.0)
     results, run_errors, wall = _collect(args.short, selected, args.in_process, timeout)
     results = model_matmul_peaks(args.short) + results
     errors += run_errors
