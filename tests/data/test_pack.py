@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import jax
@@ -123,12 +124,16 @@ def test_pread_and_h5py_give_the_same_batches(stores):
                 np.testing.assert_array_equal(x[k], y[k])
 
 
-def test_truncated_packed_record_is_named(stores, tmp_path):
+def _copy(store: ShapeStore, tmp_path) -> Path:
     import shutil
 
-    _, dst = stores
     copy = tmp_path / "copy"
-    shutil.copytree(dst.root, copy)
+    shutil.copytree(store.root, copy)
+    return copy
+
+
+def test_truncated_packed_record_is_named(stores, tmp_path):
+    copy = _copy(stores[1], tmp_path)
     ld = imnet_loader(copy, split=None, batch_size=8, points=1024, cache_mb=0, shuffle=False)
     rec = copy / "shapes" / "shape5.h5"
     with open(rec, "r+b") as f:
@@ -205,11 +210,7 @@ def _equal_batches_list(xs, ys) -> None:
 
 
 def test_a_worker_error_names_the_file(stores, tmp_path):
-    import shutil
-
-    src, _ = stores
-    copy = tmp_path / "copy"
-    shutil.copytree(src.root, copy)
+    copy = _copy(stores[0], tmp_path)
     ld = imnet_loader(copy, split=None, batch_size=8, points=1024, cache_mb=0, workers=1, shuffle=False)
     (copy / "shapes" / "shape2.h5").write_bytes(b"not hdf5" * 10)
     try:
