@@ -76,7 +76,7 @@ def _rows(n: int, k: int, mode: str, rng: np.random.Generator) -> np.ndarray | s
     if mode == "window":  # a pre-shuffled set (impax pack): k consecutive rows from a random start
         j = int(rng.integers(n - k + 1))
         return slice(j, j + k)
-    raise ValueError(f"point_mode must be 'random' or 'chunk', got {mode!r}")
+    raise ValueError(f"point_mode must be 'random', 'chunk' or 'window', got {mode!r}")
 
 
 class BatchLoader:
@@ -84,7 +84,7 @@ class BatchLoader:
 
     ``workers``: 0 reads batches on one background thread of this process; ``N > 0`` reads them in
     ``N`` worker processes (``spawn``ed once per loader, killed with their parent; a subclass says
-    which part runs there: :meth:`_read`, and which here: :meth:`_finish`). Batches come back in
+    which part runs there: :meth:`load_raw`, and which here: :meth:`_finish`). Batches come back in
     order and are the same either way: batch ``b`` of ``epoch`` is a function of (seed, epoch, b).
     """
 
@@ -123,11 +123,15 @@ class BatchLoader:
         if not 0 <= b < len(self):
             raise IndexError(f"batch {b} of {len(self)}")
         items = self.batch_items(epoch, b)
-        return self.load(items, np.random.default_rng([self.seed, int(epoch), 1, b]))
+        return self.load_raw(items, np.random.default_rng([self.seed, int(epoch), 1, b]))
 
     def _finish(self, raw: Any) -> Batch:
         """The part of :meth:`batch` that runs in this process on what :meth:`_read` returned."""
         return raw
+
+    def load_raw(self, items: np.ndarray, rng: np.random.Generator) -> Any:
+        """What :meth:`_read` returns for ``items`` (default: the whole :meth:`load`)."""
+        return self.load(items, rng)
 
     def load(self, items: np.ndarray, rng: np.random.Generator) -> Batch:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -276,7 +280,7 @@ class StoreLoader(BatchLoader):
         if unknown:
             raise ValueError(f"unknown point groups {sorted(unknown)}; known: {sorted(POINT_GROUPS)}")
         if point_mode not in ("random", "chunk", "window"):
-            raise ValueError(f"point_mode must be 'random' or 'chunk', got {point_mode!r}")
+            raise ValueError(f"point_mode must be 'random', 'chunk' or 'window', got {point_mode!r}")
         self.point_mode = point_mode
         self.shuffled_groups = frozenset(self.store.layout().get("shuffled_groups", ()))
         self.postprocess = postprocess
@@ -288,8 +292,8 @@ class StoreLoader(BatchLoader):
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         self._cached_bytes = 0
         self._cache_lock = threading.Lock()
-        self._shapes = _dataset_shapes(self.store)
-        self._direct = _direct_offsets(self.store)
+        self._shapes = _index_field(self.store, "arrays")
+        self._direct = _index_field(self.store, "direct")
         super().__init__(len(self.usable), batch_size, seed, shuffle, drop_last, prefetch, workers)
         self.shard = None if shard is None else (int(shard[0]), int(shard[1]))
         self.process_local = self.shard is not None
@@ -443,11 +447,6 @@ class StoreLoader(BatchLoader):
     def load(self, items: np.ndarray, rng: np.random.Generator) -> Batch:
         return self._finish(self.load_raw(items, rng))
 
-    def _read(self, epoch: int, b: int) -> Batch:
-        if not 0 <= b < len(self):
-            raise IndexError(f"batch {b} of {len(self)}")
-        return self.load_raw(self.batch_items(epoch, b), np.random.default_rng([self.seed, int(epoch), 1, b]))
-
     def _finish(self, raw: Batch) -> Batch:
         return self.postprocess(raw) if self.postprocess else raw
 
@@ -468,19 +467,12 @@ def default_cache_mb(fraction: float = 0.25) -> float:
         return 1024.0
 
 
-def _direct_offsets(store: ShapeStore) -> dict[str, dict[str, list[Any]]]:
-    """Shape id → {dataset: [offset, dtype]} of the datasets ``index.json`` lists as readable with
-    one ``pread`` (``direct``: a packed store's uncompressed contiguous datasets)."""
+def _index_field(store: ShapeStore, key: str) -> dict[str, dict[str, Any]]:
+    """Shape id → the ``key`` mapping of its ``index.json`` entry (``"arrays"``: dataset → shape;
+    ``"direct"``: dataset → [offset, dtype] of a packed store's uncompressed contiguous datasets,
+    readable with one ``pread``); empty when the index cannot be read."""
     try:
-        return {e["id"]: dict(e["direct"]) for e in store.entries() if isinstance(e.get("direct"), dict)}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def _dataset_shapes(store: ShapeStore) -> dict[str, dict[str, list[int]]]:
-    """Shape id → {dataset: shape} from ``index.json`` (empty when it cannot be read)."""
-    try:
-        return {e["id"]: dict(e["arrays"]) for e in store.entries() if isinstance(e.get("arrays"), dict)}
+        return {e["id"]: dict(e[key]) for e in store.entries() if isinstance(e.get(key), dict)}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
