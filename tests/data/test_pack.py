@@ -222,7 +222,7 @@ def test_a_worker_error_names_the_file(stores, tmp_path):
 
 def test_process_shards_are_the_blocks_of_the_global_batch(stores):
     src, dst = stores
-    from impax.train.distributed import process_rows
+    from impax.data.loader import process_rows
 
     for store in (src, dst):
         kw = dict(split=None, batch_size=4, n_uniform=64, n_near=64, seed=9, cache_mb=0)

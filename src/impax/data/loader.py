@@ -240,6 +240,19 @@ def _worker_read(epoch: int, b: int) -> Any:
     return transport.share(_WORKER._read(epoch, b))
 
 
+def process_rows(global_rows: int, index: int, count: int) -> slice:
+    """The contiguous block of a global batch's rows that process ``index`` of ``count`` holds.
+
+    The device mesh orders devices by process, so process ``i`` owns rows
+    ``[i * B / count, (i + 1) * B / count)`` (:mod:`impax.train.distributed` uses the same split).
+    """
+    if global_rows % count:
+        raise ValueError(f"a global batch of {global_rows} rows cannot be split over {count} "
+                         "processes: the batch size must be a multiple of the process count")
+    per = global_rows // count
+    return slice(index * per, (index + 1) * per)
+
+
 class StoreLoader(BatchLoader):
     """Batches of whole arrays and point subsets from a :class:`ShapeStore`.
 
@@ -260,7 +273,7 @@ class StoreLoader(BatchLoader):
     Batches are the same either way.
     ``workers``: see :class:`BatchLoader`. ``shard=(i, n)``: this is process ``i`` of ``n`` of a
     multi-process run; it reads only its own contiguous block of each global batch's rows (the
-    rows :func:`impax.train.distributed.process_rows` gives it) and sets ``process_local``. The
+    rows :func:`process_rows` gives it) and sets ``process_local``. The
     sample rows of every shape are drawn as for the whole batch, so the ``n`` blocks together are
     exactly the global batch.
     """
@@ -416,11 +429,8 @@ class StoreLoader(BatchLoader):
 
     def _mine(self, n: int) -> range:
         """Positions of a batch of ``n`` rows this process reads (all without a shard)."""
-        if self.shard is None:
-            return range(n)
-        i, count = self.shard
-        per = n // count
-        return range(i * per, (i + 1) * per)
+        rows = slice(0, n) if self.shard is None else process_rows(n, *self.shard)
+        return range(rows.start, rows.stop)
 
     def load_raw(self, items: np.ndarray, rng: np.random.Generator) -> Batch:
         """The batch of ``items`` before ``postprocess`` (this process's rows of it with a shard)."""

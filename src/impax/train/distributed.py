@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from impax.data.loader import process_rows
+
 ENV_COORDINATOR = "IMPAX_COORDINATOR"
 ENV_NUM_PROCESSES = "IMPAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "IMPAX_PROCESS_ID"
@@ -162,19 +164,6 @@ def process_count() -> int:
 def is_primary() -> bool:
     """Process 0: the one that writes logs, metrics and TensorBoard events."""
     return process_index() == 0
-
-
-def process_rows(global_rows: int, index: int, count: int) -> slice:
-    """The contiguous block of a global batch's rows that process ``index`` of ``count`` holds.
-
-    The mesh orders devices by process, so process ``i`` owns rows
-    ``[i * B / count, (i + 1) * B / count)``.
-    """
-    if global_rows % count:
-        raise ValueError(f"a global batch of {global_rows} rows cannot be split over {count} "
-                         "processes: the batch size must be a multiple of the process count")
-    per = global_rows // count
-    return slice(index * per, (index + 1) * per)
 
 
 def local_part(batch: Any, index: int, count: int) -> Any:

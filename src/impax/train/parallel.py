@@ -136,7 +136,7 @@ class DataParallel:
         """Host batch (dict of numpy arrays) → device arrays, split along axis 0 over the mesh.
 
         ``batch`` is the global batch (each process keeps its block of rows, see
-        :func:`impax.train.distributed.process_rows`) or, with ``local=True``, already this
+        :func:`impax.data.loader.process_rows`) or, with ``local=True``, already this
         process's rows.
         """
         if self.num_devices > 1:
