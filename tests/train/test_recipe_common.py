@@ -118,3 +118,6 @@ def test_cpu_presets_are_sized_in_steps_and_paper_presets_in_epochs():
     # the paper preset keeps every published value the short-budget options change
     p = ldif.PRESETS["ldif"]["paper"]
     assert (p.element_init, p.decoder_topk, p.model.hardness, p.lr_schedule) == ("zero", 0, 100.0, "constant")
+    # ... and the cpu presets decay their rate over their step budget (a constant 5e-4 plateaus:
+    # docs/tuning.md, "real meshes, third run")
+    assert ldif.PRESETS["ldif"]["cpu"].lr_schedule == imnet.PRESETS["cpu"].lr_schedule == "cosine"

@@ -214,7 +214,7 @@ SIF_DEMO = dataclasses.replace(SIF_CPU, learning_rate=5e-4)
 PRESETS: dict[str, dict[str, LdifRecipeConfig]] = {
     "ldif": {"paper": _paper(LDIF, 2400),
              "cpu": _cpu(LDIF_CPU_RECIPE, LDIF_CPU_EPOCHS, decoder_output_init="zeros", budget_steps=LDIF_CPU_STEPS,
-                         **_FAST_START),
+                         lr_schedule="cosine", **_FAST_START),
              "demo": _cpu(LDIF_CPU_RECIPE, LDIF_DEMO_EPOCHS, decoder_output_init="zeros", **_FAST_START),
              "pretrain": _cpu(LDIF_CPU_RECIPE, LDIF_PRETRAIN_EPOCHS, decoder_output_init="zeros", lr_schedule="cosine",
                               **_FAST_START),
