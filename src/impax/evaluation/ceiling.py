@@ -1,0 +1,36 @@
+"""What a perfect model would score: the ground truth's own occupancy, meshed at the extraction grid.
+
+A model's surface comes out of marching cubes on a grid of ``resolution`` cells over its box (the
+IM-NET box ``[-0.5, 0.5]^3`` of the ``gt-unit`` frame for ``impax test``). Parts thinner than a cell
+are lost or misplaced by that grid whatever the model knows. The ground truth's own signed distance
+(sign from the winding number, :func:`impax.geometry.inside.signed_distance`) is the field marching
+cubes places best — linear across a cell, so its vertices land on the surface where a binary
+inside test would put them half a cell off — and its metrics against the ground truth
+(:func:`impax.evaluation.metrics.mesh_metrics`) estimate what a model can reach on that grid. On real
+meshes with sheet-thin walls this bound is far below 1 (see ``docs/tuning.md``); on the closed,
+≥ 0.03-thick built-in shapes it is ≈ 1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from impax.conventions import IMNET_BOX_HALF
+from impax.evaluation.metrics import MetricsConfig, mesh_metrics
+from impax.geometry.inside import signed_distance
+from impax.geometry.normalize import imnet_transform, transform_mesh
+from impax.inference.extract import extract_dense
+
+
+def grid_ceiling(gt_mesh: Any, resolution: int = 128, cfg: MetricsConfig = MetricsConfig()) -> dict[str, Any]:
+    """:func:`mesh_metrics` of the ground truth's signed distance meshed on ``resolution`` cells over the
+    IM-NET box of its ``gt-unit`` frame (centred, diagonal 1), scored against it in that frame."""
+    gt = transform_mesh(gt_mesh, imnet_transform(gt_mesh))
+
+    def sdf(points: np.ndarray) -> np.ndarray:
+        return signed_distance(gt, np.asarray(points, np.float64))
+
+    res = extract_dense(sdf, resolution, half=IMNET_BOX_HALF, inside="below")
+    return mesh_metrics(res.mesh, gt, cfg)
