@@ -7,10 +7,16 @@ Downloads two packages from the registries this project uses — Debian's ``swee
 download``, and PyPI's ``pybullet`` wheel (its ``pybullet_data`` meshes) with ``pip download`` —
 and writes 43 models as ``OUT/meshes/<class>/<name>.ply`` (the OBJ's geometry, scene parts merged;
 materials dropped), ``OUT/train.lst`` / ``OUT/test.lst`` (8 held-out models, fixed below) and
-``OUT/manifest.json`` (source package, path inside it, licence note, faces). Then, e.g.::
+``OUT/manifest.json`` (source package, path inside it, licence note, faces). Then, as the papers'
+data is made (watertight meshes first, as OccNet's TSDF fusion; ``docs/tuning.md``), e.g.::
 
-    impax prepare OUT/meshes OUT/data --quick --voxels-256 --skip views \
+    impax watertight OUT/meshes OUT/wt
+    impax prepare OUT/wt OUT/data --quick --skip views \
         --split-list train=OUT/train.lst --split-list test=OUT/test.lst
+    impax test RUN --data OUT/data --meshes OUT/wt --split train
+
+or ``impax prepare OUT/meshes …`` to train and score on the raw, open meshes (inside by winding
+number; ``python scripts/iou_ceiling.py OUT/meshes`` shows what their thin walls cost any model).
 
 The models are real scanned and CAD meshes with thin parts, open surfaces and many components —
 the opposite of the built-in procedural shapes. They are not shipped with impax (licences: Blend
