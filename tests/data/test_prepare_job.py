@@ -121,6 +121,22 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path, src):
         assert got[name] == want[name], f"{name} differs"
 
 
+def test_records_whose_measurements_were_lost_are_still_listed(tmp_path, src):
+    """A kill between a record's rename and its journal line (the window
+    test_sigkill_then_rerun_is_byte_identical can land in) leaves a record with no measurements; the
+    rerun's report.json must still list every prepared shape."""
+    out = tmp_path / "out"
+    assert prepare(src, out, LDIF_ONLY, workers=1, progress=False).status == 0
+    ids = sorted(json.loads((out / "report.json").read_text())["shapes"])
+    assert len(ids) == len(list((out / "shapes").glob("*.h5")))
+    (out / "report.json").unlink()  # the measurements of the earlier run are gone
+    (out / "index.json").unlink()
+    assert prepare(src, out, LDIF_ONLY, workers=1, progress=False).status == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert sorted(rep["shapes"]) == ids and rep["prepared"] == len(ids)
+    assert all(v == {} for v in rep["shapes"].values())
+
+
 def test_three_shards_merged_equal_single_run(tmp_path, src):
     write_bad(tmp_path / "mixed")
     for p in src.rglob("*.*"):

@@ -763,7 +763,9 @@ def merge(out: str | Path, trusted: Mapping[str, str] | None = None,
             "prepared": len(good),
             "failed": failures,
             "splits": index["splits"],
-            "shapes": {sid: v for sid, v in stats.items() if v},  # per shape: seconds, peak_rss_mb
+            # per shape: seconds, peak_rss_mb; every prepared shape is listed, with {} where a kill
+            # between its record and its journal line lost the measurements
+            "shapes": {sid: (v or {}) for sid, v in stats.items()},
         }
         _write_json(out / "report.json", report)
         atomic_write_bytes(out / "failed.txt", "".join(f"{f['path']}: {f['reason']}\n" for f in failures).encode())
