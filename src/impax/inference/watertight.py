@@ -4,7 +4,7 @@ IM-NET, OccNet and LDIF all train and score on *watertight* meshes: OccNet fuses
 each ShapeNet model into a TSDF at 256^3 (``scripts/dataset_shapenet``: render → fuse), LDIF uses
 those fused meshes, IM-NET uses flood-filled voxels. Real models are open (a chair's seat is one
 sheet of triangles) and have walls far thinner than a 128^3 cell; on them "inside" is barely defined
-and a volumetric IoU measures the grid more than the shape. No pip-installable fusion exists here, so
+and such walls vanish between the nodes of an evaluation grid. No pip-installable fusion exists here, so
 impax builds the same kind of mesh from the mesh's own fields:
 
     phi(x) = s(x) d(x) - delta,     s = -1 where the generalised winding number w(x) > 0.5, else +1,
@@ -19,8 +19,8 @@ sheet becomes a slab of thickness ``2 delta`` — the Minkowski sum of the solid
 winding number's, as in every label impax computes: a shallow open cup (a cube missing its top,
 w = 5/6 within) comes out filled, where fusion from outside views would keep its hollow.
 
-The default ``delta`` is one cell of the extraction grid (walls at least two cells thick), so the
-result is resolved by its own grid and, at ``resolution=256``, by a 128^3 evaluation grid.
+The default ``delta`` is one cell of the extraction grid: walls at least two cells thick, i.e. at
+``resolution=256`` one cell of a 128^3 evaluation grid.
 """
 
 from __future__ import annotations
