@@ -2,10 +2,11 @@
 
     python scripts/iou_ceiling.py MESHES [--resolution 128] [--list R/train.lst] [--out ceiling.json]
 
-For each ``MESHES/<class>/<name>.<ext>`` (id ``<class>_<name>``, as ``impax prepare`` names it;
-``--list`` keeps the ids it names), :func:`impax.evaluation.ceiling.grid_ceiling` meshes the ground
-truth's own inside test on the ``impax test`` grid and scores it against the mesh. Prints one line
-per shape and the means; ``--out`` writes them as JSON.
+For each mesh under ``MESHES``, with the shape id ``impax prepare`` gives it
+(:func:`impax.data.sources.discover`; ``--list`` keeps the ids it names),
+:func:`impax.evaluation.ceiling.grid_ceiling` meshes the ground truth's own signed distance on the
+``impax test`` grid and scores it against the mesh. Prints one line per shape and the means;
+``--out`` writes them as JSON.
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
+    from impax.data.sources import discover
     from impax.evaluation.ceiling import grid_ceiling
-    from impax.geometry.mesh_io import MESH_SUFFIXES, MeshError, load_mesh
+    from impax.geometry.mesh_io import MeshError, load_mesh
 
     keep = set(Path(args.list).read_text().split()) if args.list else None
     rows = {}
-    for path in sorted(p for p in Path(args.meshes).rglob("*") if p.suffix.lower() in MESH_SUFFIXES):
-        sid = f"{path.parent.name}_{path.stem}"
+    for shape in discover(args.meshes):
+        sid = shape.shape_id
         if keep is not None and sid not in keep:
             continue
         try:
-            mesh = load_mesh(path)
+            mesh = load_mesh(shape.path)
         except MeshError as e:
             print(f"skipped: {e}", file=sys.stderr)
             continue

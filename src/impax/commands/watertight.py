@@ -32,12 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inputs(root: Path) -> list[tuple[Path, Path]]:
-    from impax.geometry.mesh_io import MESH_SUFFIXES
+    """(mesh file, output path relative to OUT): the files ``impax prepare`` would read."""
+    from impax.data.sources import discover
 
     if root.is_file():
         return [(root, Path(root.stem + ".ply"))]
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
-    return [(p, p.relative_to(root).with_suffix(".ply")) for p in files]
+    return [(s.path, Path(s.rel).with_suffix(".ply")) for s in discover(root)]
 
 
 def run(args: argparse.Namespace) -> int:

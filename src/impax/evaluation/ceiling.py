@@ -1,4 +1,4 @@
-"""What a perfect model would score: the ground truth's own occupancy, meshed at the extraction grid.
+"""What a perfect model would score: the ground truth's own field, meshed on the extraction grid.
 
 A model's surface comes out of marching cubes on a grid of ``resolution`` cells over its box (the
 IM-NET box ``[-0.5, 0.5]^3`` of the ``gt-unit`` frame for ``impax test``). Parts thinner than a cell

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import trimesh
 
-from impax.geometry.inside import prepare_mesh
+from impax.geometry.inside import signed_distance
 from impax.inference.extract import coarse_resolution, extract_mesh
 
 
@@ -49,18 +49,11 @@ class WatertightResult:
 
 
 def offset_field(mesh: trimesh.Trimesh, delta: float):
-    """``phi(x) = s(x) d(x) - delta`` of the module docstring as a function of ``[N, 3]`` points."""
-    import igl
-
-    pm = prepare_mesh(mesh)
-    v, f = pm.vertices, pm.faces
+    """``phi(x) = s(x) d(x) - delta`` of the module docstring as a function of ``[N, 3]`` points:
+    :func:`impax.geometry.inside.signed_distance` moved out by ``delta``."""
 
     def fn(points: np.ndarray) -> np.ndarray:
-        q = np.ascontiguousarray(np.asarray(points, np.float64).reshape(-1, 3))
-        d2, _, _ = igl.point_mesh_squared_distance(q, v, f)
-        w = igl.fast_winding_number(v, f, q)
-        d = np.sqrt(np.maximum(d2, 0.0))
-        return (np.where(w > 0.5, -d, d) - delta).astype(np.float32)
+        return signed_distance(mesh, points) - np.float32(delta)
 
     return fn
 
