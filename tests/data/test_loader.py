@@ -140,3 +140,42 @@ def test_memory_cache_gives_the_same_batches_and_respects_its_budget(store):
         _same(list(im0.iterate(e)), list(im.iterate(e)))
     with pytest.raises(ValueError, match="cache_mb"):
         ldif_loader(store, cache_mb=-1)
+
+
+def test_imnet_near_points_are_mapped_into_imnet_box_with_exact_labels(tmp_path):
+    """``near_points``: the record's near-surface samples (GAPS frame) follow the level points, mapped
+    into IM-NET's box; against a closed-form box (off-centre, so the two frames differ) every label
+    is the exact inside test of its mapped point."""
+    import trimesh
+
+    from impax.data.pipeline import PrepareConfig, prepare_shape
+
+    extents, centre = np.array([1.0, 0.6, 0.4]), np.array([0.3, -0.2, 0.5])
+    mesh = trimesh.creation.box(extents=extents)
+    mesh.apply_translation(centre)
+    mesh.export(tmp_path / "box.ply")
+    cfg = PrepareConfig.quick(depth=False, views=False, sdf_grid=False, surface=False, occupancy=False)
+    st = ShapeStore(tmp_path / "store")
+    for sid in ("a", "b"):
+        arrays, attrs = prepare_shape(tmp_path / "box.ply", cfg, seed=0, shape_id=sid)
+        st.write(sid, arrays, {**attrs, "class": "c", "split": "train", "model_id": sid, "source": ""})
+    st.build_index()
+
+    ld = imnet_loader(st, level=64, batch_size=2, points=1024, seed=0, point_mode="random", near_points=384)
+    b = next(iter(ld.iterate(0)))
+    assert b["points"].shape == (2, 1024, 3) and b["values"].shape == (2, 1024, 1)
+    half = extents / 2 / np.linalg.norm(extents)  # IM-NET box: bbox centred, diagonal 1
+    near, labels = b["points"][:, 640:].astype(np.float64), b["values"][:, 640:, 0]
+    clear = np.all(np.abs(np.abs(near) - half) > 1e-5, axis=-1)  # not on a face, up to float32
+    inside = np.all(np.abs(near) < half, axis=-1)
+    np.testing.assert_array_equal(labels[clear], inside[clear])
+    assert 0.1 < labels.mean() < 0.9  # both sides of the surface are sampled
+    # the level points keep IM-NET's 256-grid coordinates; all-near batches have no level points
+    grid = (b["points"][:, :640] + 0.5) * 256 - 0.5
+    np.testing.assert_allclose(grid, np.rint(grid), atol=1e-4)
+    only = next(iter(imnet_loader(st, level=64, batch_size=2, points=256, seed=0, point_mode="random",
+                                  near_points=256).iterate(0)))
+    assert only["points"].shape == (2, 256, 3)
+    assert not np.allclose(((only["points"] + 0.5) * 256 - 0.5) % 1, 0, atol=1e-4)
+    with pytest.raises(ValueError, match="near_points"):
+        imnet_loader(st, level=64, batch_size=2, points=256, near_points=300)

@@ -511,3 +511,17 @@ def test_rerunning_a_finished_run_prints_its_summary_unless_reevaluate(full_run,
     other[other.index("--seed") + 1] = "2"
     assert main(other) != 0
     assert "seed" in capsys.readouterr().err
+
+
+def test_near_fraction_is_validated_and_asks_the_store_for_near_surface_samples(tiny_data, tmp_path):
+    """``near_fraction`` takes part of each shape's points from the near-surface samples (the loader
+    test checks their frame and labels); a store prepared without them is refused before any step,
+    naming the dataset, and the option cannot be mixed with the voxel-labelled alternatives."""
+    with pytest.raises(ValueError, match="near_fraction"):
+        R.IMNetAERecipeConfig(near_fraction=1.5)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        R.IMNetAERecipeConfig(near_fraction=0.5, grid_fraction=0.2)
+    with pytest.raises(ValueError, match="'near_points'"):
+        R.train("imnet-ae", tiny_data, tmp_path / "run", preset="quick", overrides={**TINY, "near_fraction": 0.5},
+                progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()

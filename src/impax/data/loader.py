@@ -17,7 +17,8 @@ is read about 15x faster than a prepared one (``python -m benchmarks --only load
 * :func:`imnet_loader` — IM-NET AE batches: ``voxels`` uint8 [B,64,64,64,1] (cast on the device), ``points`` f32 [B,n,3] in
   IM-NET's box (``(p + 0.5) / 256 - 0.5``), ``values`` f32 [B,n,1]. IM-NET-pytorch's batching is the
   default: 32 shapes × 4096 points, at level 64 one random contiguous quarter of the 16384 points
-  (``point_mode="chunk"``, ``modelAE.py::train``).
+  (``point_mode="chunk"``, ``modelAE.py::train``). Optionally part of the points are the record's
+  near-surface samples with their exact labels (``near_points``).
 * :func:`ldif_loader` — LDIF batches: 1024 of the 100k uniform and 1024 of the 100k near-surface
   samples per shape per step (``spc=1024``), the 32^3 SDF grid, and the depth images or surface points.
 * :class:`IMNetHdf5Loader` — the same IM-NET batches from an official ``all_vox256_img_*.hdf5`` file,
@@ -529,10 +530,18 @@ def usable_ids(store: ShapeStore, ids: Sequence[str]) -> list[str]:
     return keep
 
 
-def _imnet_post(level: int) -> Callable[[Batch], Batch]:
+def _imnet_post(level: int, near_maps: np.ndarray | None = None) -> Callable[[Batch], Batch]:
     def post(b: Batch) -> Batch:
-        out = {"points": (b[f"points_{level}"].astype(np.float32) + 0.5) / 256.0 - 0.5,
-               "values": b[f"values_{level}"].astype(np.float32),
+        points, values = [], []
+        if f"points_{level}" in b:
+            points.append((b[f"points_{level}"].astype(np.float32) + 0.5) / 256.0 - 0.5)
+            values.append(b[f"values_{level}"].astype(np.float32))
+        if near_maps is not None:  # GAPS frame -> IM-NET box, per shape: q = A p + t
+            m = near_maps[b["shape_index"]]
+            q = np.einsum("bij,bnj->bni", m[:, :3, :3], b["near_points"].astype(np.float64)) + m[:, None, :3, 3]
+            points.append(q.astype(np.float32))
+            values.append(b["near_occupancy"].astype(np.float32)[..., None])
+        out = {"points": np.concatenate(points, axis=1), "values": np.concatenate(values, axis=1),
                "shape_index": b["shape_index"]}
         if "voxels" in b:  # uint8: 4x fewer bytes to the device, where the encoder casts them
             v = b["voxels"]
@@ -544,13 +553,46 @@ def _imnet_post(level: int) -> Callable[[Batch], Batch]:
     return post
 
 
+def gaps_to_imnet(store: ShapeStore, ids: Sequence[str]) -> np.ndarray:
+    """``[len(ids), 4, 4]``: each record's map from its GAPS frame (``near_points``, ...) to its IM-NET
+    box (``gaps_transform`` inverted, then ``imnet_transform``); a record without both transforms is
+    a ``ValueError`` naming it."""
+    out = np.zeros((len(ids), 4, 4))
+    for k, sid in enumerate(ids):
+        attrs = store.attrs(sid)
+        g, m = attrs.get("gaps_transform"), attrs.get("imnet_transform")
+        if g is None or m is None:
+            raise ValueError(f"{store.path(sid)}: the record lacks gaps_transform/imnet_transform, needed to map "
+                             "its near-surface samples into IM-NET's box; rerun `impax prepare`")
+        out[k] = g.inverse().then(m).as_matrix()
+    return out
+
+
 def imnet_loader(store: ShapeStore | str | Path, split: str | None = "train", level: int = 64, batch_size: int = 32,
                  points: int = 4096, seed: int = 0, point_mode: str = "chunk", views: bool = False,
-                 **kw) -> StoreLoader:
-    """IM-NET AE (or SVR, ``views=True``) batches from a store; see the module doc."""
-    return StoreLoader(store, split=split, batch_size=batch_size, arrays=("voxels",) + (("views",) if views else ()),
-                       samples={f"imnet{level}": points}, point_mode=point_mode, seed=seed,
-                       postprocess=_imnet_post(level), **kw)
+                 near_points: int = 0, **kw) -> StoreLoader:
+    """IM-NET AE (or SVR, ``views=True``) batches from a store; see the module doc.
+
+    ``near_points`` > 0: that many of each shape's ``points`` are drawn from the record's
+    near-surface samples instead of the level's (random rows, exact inside labels from
+    ``near_occupancy``, mapped into IM-NET's box by :func:`gaps_to_imnet`); they follow the level's
+    points in ``points`` / ``values``."""
+    store = store if isinstance(store, ShapeStore) else ShapeStore(store)
+    near = int(near_points)
+    if not 0 <= near <= points:
+        raise ValueError(f"near_points must be in [0, points={points}], got {near_points!r}")
+    samples = {f"imnet{level}": points - near} if near < points else {}
+    if near:
+        samples["near"] = near
+    loader = StoreLoader(store, split=split, batch_size=batch_size, arrays=("voxels",) + (("views",) if views else ()),
+                         samples=samples, point_mode=point_mode, seed=seed, **kw)
+    maps = None
+    if near:
+        maps = np.full((len(loader.ids), 4, 4), np.nan)
+        usable = loader.usable
+        maps[usable] = gaps_to_imnet(store, [loader.ids[int(i)] for i in usable])
+    loader.postprocess = _imnet_post(level, maps)
+    return loader
 
 
 def ldif_loader(store: ShapeStore | str | Path, split: str | None = "train", batch_size: int = 24,

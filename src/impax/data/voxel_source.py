@@ -26,15 +26,19 @@ class VoxelSource:
         self.store = ShapeStore(self.path) if self.kind == "store" else None
 
     def loader(self, split: str, level: int, batch_size: int, points: int, seed: int, point_mode: str,
-               **store_options: Any) -> Any:
+               near_points: int = 0, **store_options: Any) -> Any:
         """Point–value batches of one level (:func:`impax.data.loader.imnet_loader` with
-        ``store_options`` — ``workers``, ``cache_mb``, ``shard`` of
+        ``near_points`` and ``store_options`` — ``workers``, ``cache_mb``, ``shard`` of
         :class:`~impax.data.loader.StoreLoader` — or :class:`~impax.data.loader.IMNetHdf5Loader`,
         which holds the file in memory and takes none of them)."""
         if self.store is not None:
-            self.store.require(["voxels", f"points_{level}", f"values_{level}"], split, "IM-NET training")
+            need = ["voxels", f"points_{level}", f"values_{level}"] + (["near_points", "near_occupancy"] if near_points else [])
+            self.store.require(need, split, "IM-NET training")
             return imnet_loader(self.store, split, level=level, batch_size=batch_size, points=points, seed=seed,
-                                point_mode=point_mode, **store_options)
+                                point_mode=point_mode, near_points=near_points, **store_options)
+        if near_points:
+            raise ValueError(f"{self.path}: an IM-NET HDF5 file has no near-surface samples; near_fraction > 0 "
+                             "needs a store made by `impax prepare`")
         return IMNetHdf5Loader(self.path, level=level, batch_size=batch_size, points=points, seed=seed,
                                point_mode=point_mode)
 

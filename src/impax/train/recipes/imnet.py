@@ -104,6 +104,12 @@ class IMNetAERecipeConfig:
       of each shape's points per step replaced by uniformly random 64³ cell centres labelled by the
       shape's own voxels (:func:`grid_points`, drawn in the loss with the step's RNG) — the points
       the 64³ IoU is measured at. A recipe-level sampling choice for short CPU runs, not the paper's.
+    - ``near_fraction``: 0 (IM-NET) or the fraction of each shape's points per step drawn from the
+      store's near-surface samples (Gaussian offsets of surface points, OccNet / DeepSDF / LDIF
+      style) with their exact inside labels, instead of the level's points. IM-NET's level points
+      carry the fine voxel's value but are only drawn where it agrees with the max-pooled cell, so no
+      point ever says "outside" in a coarse cell that a thin part touches: the decoder is free to
+      fill the whole cell. Not the paper's; see docs/tuning.md (issue 14, fifth run).
     - ``budget_steps``: ``None`` (every stage runs its ``epochs``) or the steps of the whole run:
       the last stage's epochs are then chosen to fill it (:func:`~impax.train.recipes.common.budget_epochs`).
     - ``eval_batch``: decoder points per call when measuring IoU / exporting.
@@ -123,6 +129,7 @@ class IMNetAERecipeConfig:
     lr_end_factor: float = 0.1
     grid_fraction: float = 0.0
     snap_points: bool = False
+    near_fraction: float = 0.0
     budget_steps: int | None = None
     eval_batch: int = dataclasses.field(default=65536, metadata=RESUMABLE)
 
@@ -135,6 +142,11 @@ class IMNetAERecipeConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.grid_fraction <= 1.0:
             raise ValueError(f"grid_fraction must be in [0, 1], got {self.grid_fraction!r}")
+        if not 0.0 <= self.near_fraction <= 1.0:
+            raise ValueError(f"near_fraction must be in [0, 1], got {self.near_fraction!r}")
+        if self.near_fraction > 0 and (self.grid_fraction > 0 or self.snap_points):
+            raise ValueError("near_fraction cannot be combined with grid_fraction or snap_points "
+                             "(those replace or move voxel-labelled points)")
         if self.point_mode not in ("chunk", "random"):
             raise ValueError(f"point_mode must be 'chunk' or 'random', got {self.point_mode!r}")
         check_encoder_choice(self.fast_encoder)
@@ -329,7 +341,7 @@ def train(name: str, data: str | Path, out: str | Path, preset: str = "cpu",
     stages = []
     for i, st in enumerate(cfg.stages):
         loader = src.loader(cfg.train_split, st.level, st.batch_size, st.points, seed, cfg.point_mode,
-                            **loader_options(cfg.train))
+                            near_points=int(round(cfg.near_fraction * st.points)), **loader_options(cfg.train))
         epochs = st.epochs
         if i == len(cfg.stages) - 1:
             epochs = budget_epochs(cfg.budget_steps, st.epochs, len(loader),
