@@ -106,6 +106,38 @@ def test_thin_feature_recovered_by_default_margin():
     assert np.sum(without.mesh.vertices[:, 0] > 0.08) == 0
 
 
+def _clipped_thin_plate_occupancy(p):
+    """IM-NET-like output (clipped linear, exactly 0 or 1 a quarter cell away from the surface) of
+    the sphere and a detached plate 0.02 thick (between 1/64 and 1/32) centred mid-way between
+    32-grid nodes, i.e. on a 64-grid node."""
+    p = np.asarray(p, dtype=np.float64)
+    s = np.linalg.norm(p - [-0.2, 0, 0], axis=1) - 0.2
+    q = np.abs(p - [0.25, 0.0, 1.5 / 32]) - [0.15, 0.3, 0.01]
+    b = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(axis=1), 0)
+    return np.clip(0.5 - np.minimum(s, b) / 0.005, 0.0, 1.0).astype(np.float32)
+
+
+def test_learned_fields_start_on_imnets_64_frame_which_sees_a_plate_the_32_frame_misses():
+    """A field without a Lipschitz bound (a learned occupancy) shows nothing of a part between its
+    first grid's nodes; learned fields therefore start at 64³ (LEARNED_FRAME), which finds the plate
+    and equals dense marching cubes, where a 32³ start loses it."""
+    from impax.evaluation.metrics import iou_uniform
+    from impax.inference.extract import LEARNED_FRAME, coarse_resolution
+
+    assert coarse_resolution(128) == 32 and coarse_resolution(256) == 32
+    assert coarse_resolution(128, LEARNED_FRAME) == 64 and coarse_resolution(256, LEARNED_FRAME) == 64
+    assert coarse_resolution(32, LEARNED_FRAME) == 32
+    kw = dict(level=0.5, inside="above")
+    dense = extract_dense(_clipped_thin_plate_occupancy, 128, **kw)
+    from32 = extract_mesh(_clipped_thin_plate_occupancy, 128, coarse=32, **kw)
+    from64 = extract_mesh(_clipped_thin_plate_occupancy, 128, coarse=coarse_resolution(128, LEARNED_FRAME), **kw)
+    assert np.sum(dense.mesh.vertices[:, 0] > 0.08) > 100  # the plate is there at 128^3
+    assert np.sum(from32.mesh.vertices[:, 0] > 0.08) == 0  # and lost from a 32^3 start
+    assert iou_uniform(from64.mesh, dense.mesh, n=200_000, seed=1) >= 0.99
+    assert np.sum(from64.mesh.vertices[:, 0] > 0.08) > 100
+    assert from64.queries < 0.3 * dense.queries
+
+
 def test_jitted_fn_compiles_once_with_padding():
     import jax
     import jax.numpy as jnp

@@ -106,12 +106,22 @@ class ExtractionResult:
         return save_mesh(self.mesh, path)
 
 
-def coarse_resolution(resolution: int) -> int:
-    """The extractor's first level for a final ``resolution``: halved while above 32 and even
-    (64, 128, 256, 512 → 32, as MISE; 96 → 48; 100 → 25; an odd one is a single dense level). The
-    one rule of every family's extraction."""
+#: The finest first grid of a learned field's extraction: IM-NET's 64³ frame (``z2voxel``). A
+#: learned occupancy or SIF has no Lipschitz bound, so a part thinner than a first-grid cell whose
+#: surface passes between its nodes leaves no trace there and is never refined; MISE's 32³ frame
+#: lost a real café table's top this way (IoU 0.01 against 0.75 for dense marching cubes of the
+#: same decoder, docs/tuning.md, issue 14 fifth run). A signed distance (``lipschitz=1``) needs no
+#: finer start than 32.
+LEARNED_FRAME = 64
+
+
+def coarse_resolution(resolution: int, frame: int = 32) -> int:
+    """The extractor's first level for a final ``resolution``: halved while above ``frame`` and even
+    (``frame`` 32: 64, 128, 256, 512 → 32, as MISE; 96 → 48; 100 → 25; an odd one is a single
+    dense level). Learned fields pass :data:`LEARNED_FRAME` (128, 256 → 64). The one rule of every
+    family's extraction."""
     c = int(resolution)
-    while c > 32 and c % 2 == 0:
+    while c > frame and c % 2 == 0:
         c //= 2
     return c
 

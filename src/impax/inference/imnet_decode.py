@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from impax.conventions import IMNET_BOX_HALF, IMNET_ISO_LEVEL, Transform
-from impax.inference.extract import coarse_resolution, extract_mesh
+from impax.inference.extract import LEARNED_FRAME, coarse_resolution, extract_mesh
 from impax.models.imnet_codes import decoder_query
 from impax.models.platform import QUERY_BATCH_CPU, query_batch
 from impax.train.runs import load_imnet_ae
@@ -54,5 +54,5 @@ def extract(query: DecoderQuery, z: np.ndarray, resolution: int, transform: Tran
     """Mesh the 0.5 level set of the decoder for code ``z`` in IM-NET's box (``inside="above"``),
     mapped to the original frame by ``transform`` (original → IM-NET) when given."""
     return extract_mesh(query(z), resolution, level=IMNET_ISO_LEVEL, half=IMNET_BOX_HALF,
-                        coarse=coarse_resolution(resolution), inside="above", batch_size=query_batch(),
+                        coarse=coarse_resolution(resolution, LEARNED_FRAME), inside="above", batch_size=query_batch(),
                         transform=transform, frame="imnet" if transform is not None else None)

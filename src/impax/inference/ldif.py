@@ -34,7 +34,7 @@ from flax import nnx
 
 from impax.configs import from_dict
 from impax.conventions import LDIF_EXTRACT_HALF, LDIF_ISO_LEVEL, Transform
-from impax.inference.extract import coarse_resolution, safe_name, save_row
+from impax.inference.extract import LEARNED_FRAME, coarse_resolution, safe_name, save_row
 from impax.models.ldif_config import LdifConfig
 from impax.models.ldif_model import (QUERY_BATCH, LdifModel, decoder_weights, encode, set_training, shape_inputs,
                                      shape_values, sif_query, unbatch)
@@ -56,7 +56,7 @@ def extract_sif(sif: Any, weights: Mapping[str, np.ndarray] | None, resolution: 
     from impax.inference.extract import extract_mesh
 
     return extract_mesh(sif_query(sif, weights, skip), resolution, level=LDIF_ISO_LEVEL, half=LDIF_EXTRACT_HALF,
-                        coarse=coarse_resolution(resolution), inside="below", batch_size=query_batch(),
+                        coarse=coarse_resolution(resolution, LEARNED_FRAME), inside="below", batch_size=query_batch(),
                         transform=transform, frame="gaps" if transform is not None else None)
 
 
