@@ -153,10 +153,15 @@ def evaluation_cube(gt_mesh: Any, padding: float = 0.1) -> tuple[np.ndarray, np.
     return centre - half, centre + half
 
 
+def iou_points(gt_mesh: Any, n: int = 100_000, seed: int = 0, padding: float = 0.1) -> np.ndarray:
+    """The ``n`` uniform points of :func:`iou_uniform`: OccNet's cube around the ground truth."""
+    lo, hi = evaluation_cube(gt_mesh, padding)
+    return 0.5 * (lo + hi) + uniform_samples(n, 0.5 * float(hi[0] - lo[0]), np.random.default_rng(seed))
+
+
 def iou_uniform(pred_mesh: Any, gt_mesh: Any, n: int = 100_000, seed: int = 0, padding: float = 0.1) -> float:
     """Volumetric IoU on ``n`` uniform samples in OccNet's cube around the ground truth."""
-    lo, hi = evaluation_cube(gt_mesh, padding)
-    pts = 0.5 * (lo + hi) + uniform_samples(n, 0.5 * float(hi[0] - lo[0]), np.random.default_rng(seed))
+    pts = iou_points(gt_mesh, n, seed, padding)
     return occupancy_iou(inside_mesh(pred_mesh, pts), inside_mesh(gt_mesh, pts))
 
 
