@@ -15,6 +15,7 @@ XLA_FLAGS=--xla_gpu_deterministic_ops=true (docs/gpu.md).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -141,6 +142,12 @@ def test_presets_are_frozen_and_paper_matches_imnet_pytorch():
     assert [s.level for s in demo.stages] == [s.level for s in R.CPU.stages] == [16, 32, 64]
     assert demo.stages != R.CPU.stages
     assert demo.heldout_splits == () and R.CPU.heldout_splits == ("val", "test")
+    # cpu-wide: the cpu recipe with a 4x wider decoder and exact near-surface labels for half the
+    # points; the presets the shipped weights and the demo use keep IM-NET's sampling
+    wide = R.PRESETS["cpu-wide"]
+    assert wide.model == dataclasses.replace(R.CPU.model, gf_dim=64) and wide.near_fraction == 0.5
+    assert dataclasses.replace(wide, model=R.CPU.model, near_fraction=0.0) == R.CPU
+    assert R.CPU.near_fraction == demo.near_fraction == R.PRESETS["pretrain"].near_fraction == 0.0
 
 
 def test_space_to_depth_encoder_equals_the_model_encoder():
@@ -362,8 +369,6 @@ def test_cosine_tx_follows_closed_form():
     """The ``cosine`` schedule: lr(t) = lr0 · (f + (1 - f) · (1 + cos(π t / T)) / 2), checked
     on the first Adam step (update = -lr(0) · sign-like m̂/√v̂ = -lr0 for a constant gradient)
     and against the numpy formula of the injected rate of the k-th update (t = k - 1)."""
-    import dataclasses
-
     import optax
 
     cfg = dataclasses.replace(R.CPU, train=dataclasses.replace(R.CPU.train, learning_rate=2e-3))
