@@ -466,6 +466,8 @@ def test_cli_lists_presets_shows_config_reads_config_files_and_inits_from_a_run(
     listed = capsys.readouterr().out
     for name in R.PRESETS:
         assert f"  {name} " in listed, (name, listed)
+        line = next(ln for ln in listed.splitlines() if ln.startswith(f"  {name} "))
+        assert line[len(name) + 2:].strip(), f"preset {name} is listed without a description"
     cfg_file = tmp_path / "cfg.toml"
     cfg_file.write_text('point_mode = "chunk"\n[train]\nlearning_rate = 3e-4\nseed = 5\n')
     assert main(["train", "imnet-ae", "--preset", "quick", "--config", str(cfg_file),

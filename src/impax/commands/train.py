@@ -152,7 +152,9 @@ def _list_presets(recipe: Any) -> str:
     for name, cfg in sorted(recipe.presets.items()):
         doc = {"paper": "the published settings", "cpu": "sized for 2 CPU cores (minutes)",
                "demo": "what impax demo trains", "quick": "smoke runs (seconds)",
-               "pretrain": "what made impax's shipped pretrained weights"}.get(name, "")
+               "pretrain": "what made impax's shipped pretrained weights",
+               "cpu-wide": "cpu with a 4x wider decoder and exact near-surface labels, for real thin-walled "
+                           "meshes (from scratch, ~30 min)"}.get(name, "")
         lines.append(f"  {name:<10} {doc}")
     return "\n".join(lines)
 
