@@ -179,3 +179,9 @@ def test_imnet_near_points_are_mapped_into_imnet_box_with_exact_labels(tmp_path)
     assert not np.allclose(((only["points"] + 0.5) * 256 - 0.5) % 1, 0, atol=1e-4)
     with pytest.raises(ValueError, match="near_points"):
         imnet_loader(st, level=64, batch_size=2, points=256, near_points=300)
+
+
+def test_imnet_near_points_need_the_records_frame_transforms(store):
+    """A record without its GAPS / IM-NET transforms cannot place near-surface samples: named error."""
+    with pytest.raises(ValueError, match=r"shape\d\.h5: the record lacks gaps_transform/imnet_transform"):
+        imnet_loader(store, level=64, batch_size=2, points=512, near_points=128)

@@ -553,21 +553,6 @@ def _imnet_post(level: int, near_maps: np.ndarray | None = None) -> Callable[[Ba
     return post
 
 
-def gaps_to_imnet(store: ShapeStore, ids: Sequence[str]) -> np.ndarray:
-    """``[len(ids), 4, 4]``: each record's map from its GAPS frame (``near_points``, ...) to its IM-NET
-    box (``gaps_transform`` inverted, then ``imnet_transform``); a record without both transforms is
-    a ``ValueError`` naming it."""
-    out = np.zeros((len(ids), 4, 4))
-    for k, sid in enumerate(ids):
-        attrs = store.attrs(sid)
-        g, m = attrs.get("gaps_transform"), attrs.get("imnet_transform")
-        if g is None or m is None:
-            raise ValueError(f"{store.path(sid)}: the record lacks gaps_transform/imnet_transform, needed to map "
-                             "its near-surface samples into IM-NET's box; rerun `impax prepare`")
-        out[k] = g.inverse().then(m).as_matrix()
-    return out
-
-
 def imnet_loader(store: ShapeStore | str | Path, split: str | None = "train", level: int = 64, batch_size: int = 32,
                  points: int = 4096, seed: int = 0, point_mode: str = "chunk", views: bool = False,
                  near_points: int = 0, **kw) -> StoreLoader:
@@ -575,7 +560,7 @@ def imnet_loader(store: ShapeStore | str | Path, split: str | None = "train", le
 
     ``near_points`` > 0: that many of each shape's ``points`` are drawn from the record's
     near-surface samples instead of the level's (random rows, exact inside labels from
-    ``near_occupancy``, mapped into IM-NET's box by :func:`gaps_to_imnet`); they follow the level's
+    ``near_occupancy``, mapped into IM-NET's box by :meth:`ShapeStore.frame_map`); they follow the level's
     points in ``points`` / ``values``."""
     store = store if isinstance(store, ShapeStore) else ShapeStore(store)
     near = int(near_points)
@@ -588,9 +573,9 @@ def imnet_loader(store: ShapeStore | str | Path, split: str | None = "train", le
                          samples=samples, point_mode=point_mode, seed=seed, **kw)
     maps = None
     if near:
-        maps = np.full((len(loader.ids), 4, 4), np.nan)
-        usable = loader.usable
-        maps[usable] = gaps_to_imnet(store, [loader.ids[int(i)] for i in usable])
+        maps = np.full((len(loader.ids), 4, 4), np.nan)  # rows of records left out stay unused
+        for i in loader.usable:
+            maps[i] = store.frame_map(loader.ids[int(i)], "gaps", "imnet").as_matrix()
     loader.postprocess = _imnet_post(level, maps)
     return loader
 

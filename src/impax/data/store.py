@@ -406,6 +406,17 @@ class ShapeStore:
                 out[key] = Transform.from_dict(out[key])
         return out
 
+    def frame_map(self, shape_id: str, source: str = "gaps", target: str = "imnet") -> Transform:
+        """The map from record ``shape_id``'s ``source`` frame to its ``target`` frame: its
+        ``<source>_transform`` inverted, then its ``<target>_transform`` (both start from the original
+        mesh). A record without both is a ``ValueError`` naming its file."""
+        attrs = self.attrs(shape_id)
+        a, b = attrs.get(f"{source}_transform"), attrs.get(f"{target}_transform")
+        if not isinstance(a, Transform) or not isinstance(b, Transform):
+            raise ValueError(f"{self.path(shape_id)}: the record lacks {source}_transform/{target}_transform, "
+                             f"needed to map its {source}-frame samples into the {target} frame; rerun `impax prepare`")
+        return a.inverse().then(b)
+
 
 def _direct_reads(f: h5py.File) -> dict[str, list[Any]]:
     """``{name: [file offset, dtype]}`` of the uncompressed, contiguous datasets (ndim >= 1) of an

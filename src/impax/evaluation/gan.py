@@ -16,19 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from impax.conventions import IMNET_BOX_HALF, Transform
+from impax.conventions import IMNET_BOX_HALF
 
 #: Where the end-of-training evaluation writes its report and its sample meshes (in the GAN run).
 EVAL_FILE = "eval_generation.json"
 SAMPLES_DIR = "samples"
-
-
-def _transform(v: Any) -> Transform | None:
-    if isinstance(v, str):
-        v = json.loads(v)
-    if isinstance(v, dict):
-        v = Transform.from_dict(v)
-    return v if isinstance(v, Transform) else None
 
 
 def voxel_surface(voxels: np.ndarray) -> Any:
@@ -83,11 +75,7 @@ def reference_points(ae_run: str | Path, kind: str, n_points: int, max_reference
             raise ValueError("reference 'surface' needs a prepared store with surface_points")
         for n in names:
             pts = src.store.read(n, "surface_points")
-            attrs = src.store.attrs(n)
-            g, m = _transform(attrs.get("gaps_transform")), _transform(attrs.get("imnet_transform"))
-            if g is None or m is None:
-                raise ValueError(f"{n}: the store lacks the transforms to map surface_points to the IM-NET frame")
-            pts = g.inverse().then(m).apply(pts)
+            pts = src.store.frame_map(n, "gaps", "imnet").apply(pts)
             take = rng.choice(len(pts), size=min(n_points, len(pts)), replace=False)
             clouds.append(np.asarray(pts[take], np.float32))
     elif kind == "voxels":
